@@ -1,0 +1,281 @@
+//! Who sent a record: service, version, environment, rollout role and
+//! traffic lane, per DESIGN.md "Attribution".
+//!
+//! The resource is resolved once per `ResourceSpans`/`ResourceLogs`/
+//! `ResourceMetrics`; a record only pays for the keys its resource lacked.
+
+use crate::config::AttributionConfig;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+
+/// The attribution columns of one record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub service_name: String,
+    pub service_version: String,
+    pub deployment_environment: String,
+    pub rollout_role: &'static str,
+    pub traffic_lane: String,
+}
+
+/// Role of a record when nothing names it.
+pub const UNKNOWN: &str = "unknown";
+pub const BASELINE: &str = "baseline";
+pub const CANARY: &str = "canary";
+
+/// Maps a role label value to a rollout role.
+pub fn role_from_label(value: &str) -> Option<&'static str> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "stable" | "baseline" | "primary" => Some(BASELINE),
+        "canary" | "gray" | "grey" => Some(CANARY),
+        _ => None,
+    }
+}
+
+/// Resolves attribution from resource and record attributes.
+#[derive(Debug, Clone)]
+pub struct Attributor {
+    cfg: AttributionConfig,
+}
+
+/// What the resource alone says; fields left `None` are looked up on records.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceAttribution {
+    service_name: Option<String>,
+    service_version: Option<String>,
+    environment: Option<String>,
+    role: Option<&'static str>,
+    lane: Option<String>,
+    /// The deployment name says `-primary`: the fallback role if the record
+    /// names none.
+    primary_deployment: bool,
+}
+
+impl Attributor {
+    pub fn new(cfg: AttributionConfig) -> Self {
+        Self { cfg }
+    }
+
+    pub fn resource(&self, attrs: &[KeyValue]) -> ResourceAttribution {
+        ResourceAttribution {
+            service_name: first(attrs, &self.cfg.service_keys),
+            service_version: first(attrs, &self.cfg.version_keys),
+            environment: first(attrs, &self.cfg.environment_keys),
+            role: first_role(attrs, &self.cfg.role_keys),
+            lane: first(attrs, &self.cfg.lane_keys),
+            primary_deployment: find(attrs, &self.cfg.deployment_name_key)
+                .is_some_and(|v| as_str(v).is_some_and(|s| s.ends_with("-primary"))),
+        }
+    }
+
+    pub fn record(&self, res: &ResourceAttribution, attrs: &[KeyValue]) -> Attribution {
+        let pick = |have: &Option<String>, keys: &[String]| match have {
+            Some(v) => v.clone(),
+            None => first(attrs, keys).unwrap_or_default(),
+        };
+        let role = res
+            .role
+            .or_else(|| first_role(attrs, &self.cfg.role_keys))
+            .or(res.primary_deployment.then_some(BASELINE))
+            .unwrap_or(UNKNOWN);
+        Attribution {
+            service_name: pick(&res.service_name, &self.cfg.service_keys),
+            service_version: pick(&res.service_version, &self.cfg.version_keys),
+            deployment_environment: pick(&res.environment, &self.cfg.environment_keys),
+            rollout_role: role,
+            traffic_lane: pick(&res.lane, &self.cfg.lane_keys),
+        }
+    }
+}
+
+fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+}
+
+fn as_str(v: &AnyValue) -> Option<&str> {
+    match &v.value {
+        Some(Value::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn first(attrs: &[KeyValue], keys: &[String]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| find(attrs, k))
+        .map(any_value_to_string)
+        .filter(|s| !s.is_empty())
+}
+
+fn first_role(attrs: &[KeyValue], keys: &[String]) -> Option<&'static str> {
+    keys.iter()
+        .filter_map(|k| find(attrs, k))
+        .find_map(|v| as_str(v).and_then(role_from_label))
+}
+
+/// Renders any OTLP value as text: strings as they are, numbers and booleans
+/// in their usual form, bytes as lowercase hex, arrays and maps as JSON.
+pub fn any_value_to_string(v: &AnyValue) -> String {
+    match &v.value {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => any_value_to_json(other.as_ref())
+            .to_string()
+            .trim_matches('"')
+            .to_string(),
+    }
+}
+
+fn any_value_to_json(v: Option<&Value>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        None => J::Null,
+        Some(Value::StringValue(s)) => J::String(s.clone()),
+        Some(Value::BoolValue(b)) => J::Bool(*b),
+        Some(Value::IntValue(i)) => J::from(*i),
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d)
+            .map(J::Number)
+            .unwrap_or_else(|| J::String(d.to_string())),
+        Some(Value::BytesValue(b)) => J::String(hex::encode(b)),
+        Some(Value::ArrayValue(a)) => J::Array(
+            a.values
+                .iter()
+                .map(|x| any_value_to_json(x.value.as_ref()))
+                .collect(),
+        ),
+        Some(Value::KvlistValue(kv)) => J::Object(
+            kv.values
+                .iter()
+                .map(|e| {
+                    (
+                        e.key.clone(),
+                        any_value_to_json(e.value.as_ref().and_then(|x| x.value.as_ref())),
+                    )
+                })
+                .collect(),
+        ),
+        Some(Value::StringValueStrindex(i)) => J::from(*i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn attributor() -> Attributor {
+        Attributor::new(AttributionConfig::default())
+    }
+
+    #[test]
+    fn resource_keys_win_and_fall_back_in_order() {
+        let a = attributor();
+        let res = a.resource(&[
+            kv("service.name", "checkout"),
+            kv("deployment.version", "1.4.0"),
+            kv("deployment.environment", "prod"),
+        ]);
+        let got = a.record(
+            &res,
+            &[kv("service.name", "ignored"), kv("traffic.lane", "gray")],
+        );
+        assert_eq!(got.service_name, "checkout");
+        assert_eq!(got.service_version, "1.4.0");
+        assert_eq!(got.deployment_environment, "prod");
+        assert_eq!(got.rollout_role, UNKNOWN);
+        assert_eq!(got.traffic_lane, "gray");
+    }
+
+    #[test]
+    fn service_version_preferred_over_deployment_version() {
+        let a = attributor();
+        let res = a.resource(&[
+            kv("deployment.version", "old"),
+            kv("service.version", "new"),
+        ]);
+        assert_eq!(a.record(&res, &[]).service_version, "new");
+    }
+
+    #[test]
+    fn roles_from_labels_rollout_role_and_flagger_primary() {
+        let a = attributor();
+        for (attrs, want) in [
+            (vec![kv("k8s.pod.label.role", "stable")], BASELINE),
+            (vec![kv("k8s.pod.label.role", "Gray")], CANARY),
+            (vec![kv("rollout.role", "canary")], CANARY),
+            (
+                vec![
+                    kv("k8s.pod.label.role", "weird"),
+                    kv("rollout.role", "baseline"),
+                ],
+                BASELINE,
+            ),
+            (vec![kv("k8s.deployment.name", "podinfo-primary")], BASELINE),
+            (vec![kv("k8s.deployment.name", "podinfo")], UNKNOWN),
+        ] {
+            let res = a.resource(&attrs);
+            assert_eq!(a.record(&res, &[]).rollout_role, want, "{attrs:?}");
+        }
+        // A record-level role beats the -primary fallback of the resource.
+        let res = a.resource(&[kv("k8s.deployment.name", "podinfo-primary")]);
+        assert_eq!(
+            a.record(&res, &[kv("rollout.role", "canary")]).rollout_role,
+            CANARY
+        );
+    }
+
+    #[test]
+    fn missing_everything_is_empty_and_unknown() {
+        let a = attributor();
+        let got = a.record(&a.resource(&[]), &[]);
+        assert_eq!(
+            got,
+            Attribution {
+                rollout_role: UNKNOWN,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn configurable_keys() {
+        let cfg = AttributionConfig {
+            version_keys: vec!["app.kubernetes.io/version".into()],
+            lane_keys: vec!["baggage.lane".into()],
+            ..Default::default()
+        };
+        let a = Attributor::new(cfg);
+        let res = a.resource(&[
+            kv("app.kubernetes.io/version", "2.0"),
+            kv("service.version", "x"),
+        ]);
+        let got = a.record(&res, &[kv("baggage.lane", "blue")]);
+        assert_eq!(got.service_version, "2.0");
+        assert_eq!(got.traffic_lane, "blue");
+    }
+
+    #[test]
+    fn non_string_values_render_readably() {
+        let int = AnyValue {
+            value: Some(Value::IntValue(42)),
+        };
+        let dbl = AnyValue {
+            value: Some(Value::DoubleValue(1.5)),
+        };
+        let b = AnyValue {
+            value: Some(Value::BytesValue(vec![0xab, 0x01])),
+        };
+        assert_eq!(any_value_to_string(&int), "42");
+        assert_eq!(any_value_to_string(&dbl), "1.5");
+        assert_eq!(any_value_to_string(&b), "ab01");
+    }
+}

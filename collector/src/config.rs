@@ -1,0 +1,112 @@
+//! Receiver and attribution settings. They are part of the single graylens
+//! config file (`[otlp]` and `[attribution]` tables); see the README.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the OTLP receivers listen and what they accept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiverConfig {
+    /// OTLP/gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Largest accepted message after decompression, in bytes. Larger
+    /// requests get 413 / RESOURCE_EXHAUSTED and are not read further.
+    pub max_message_bytes: usize,
+    /// How long a request may wait for room in the ingest queue before it is
+    /// refused with a retryable status (503 + Retry-After / UNAVAILABLE).
+    pub queue_wait_ms: u64,
+    /// Seconds advertised in `Retry-After` when the pipeline is full.
+    pub retry_after_secs: u32,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: ([127, 0, 0, 1], 4317).into(),
+            http_addr: ([127, 0, 0, 1], 4318).into(),
+            max_message_bytes: 64 * 1024 * 1024,
+            queue_wait_ms: 2000,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+impl ReceiverConfig {
+    pub fn queue_wait(&self) -> Duration {
+        Duration::from_millis(self.queue_wait_ms)
+    }
+
+    /// Every problem with these settings, for the config validator.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.max_message_bytes < 1024 {
+            out.push(format!(
+                "otlp.max_message_bytes = {} is below the minimum of 1024",
+                self.max_message_bytes
+            ));
+        }
+        if self.grpc_addr == self.http_addr && self.grpc_addr.port() != 0 {
+            out.push(format!(
+                "otlp.grpc_addr and otlp.http_addr are both {}",
+                self.grpc_addr
+            ));
+        }
+        out
+    }
+}
+
+/// Which attribute keys name the service, version, environment, rollout role
+/// and traffic lane. Each list is tried in order, resource attributes first,
+/// then the record's own attributes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributionConfig {
+    pub service_keys: Vec<String>,
+    pub version_keys: Vec<String>,
+    pub environment_keys: Vec<String>,
+    /// Keys whose value names the role (`stable`, `baseline`, `primary` →
+    /// baseline; `canary`, `gray` → canary).
+    pub role_keys: Vec<String>,
+    /// Key holding the Kubernetes deployment name; a name ending in
+    /// `-primary` (Flagger's baseline) makes the record baseline.
+    pub deployment_name_key: String,
+    pub lane_keys: Vec<String>,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        let v = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect();
+        Self {
+            service_keys: v(&["service.name"]),
+            version_keys: v(&["service.version", "deployment.version"]),
+            environment_keys: v(&["deployment.environment.name", "deployment.environment"]),
+            role_keys: v(&["k8s.pod.label.role", "rollout.role"]),
+            deployment_name_key: "k8s.deployment.name".into(),
+            lane_keys: v(&["traffic.lane", "x-gray-tag"]),
+        }
+    }
+}
+
+impl AttributionConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, keys) in [
+            ("service_keys", &self.service_keys),
+            ("version_keys", &self.version_keys),
+            ("role_keys", &self.role_keys),
+            ("lane_keys", &self.lane_keys),
+        ] {
+            if keys.iter().any(|k| k.trim().is_empty()) {
+                out.push(format!("attribution.{name} contains an empty key"));
+            }
+        }
+        if self.service_keys.is_empty() {
+            out.push("attribution.service_keys must name at least one key".into());
+        }
+        out
+    }
+}

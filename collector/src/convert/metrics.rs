@@ -1,0 +1,348 @@
+//! Metrics → the `metrics` table, one row per data point.
+
+use super::columns::{ns, utc, AttributionBuilder, AttrsBuilder};
+use super::{Converted, Rejections};
+use crate::attribution::{Attribution, Attributor};
+use crate::schema::METRICS;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder, StringBuilder,
+    TimestampNanosecondBuilder, UInt64Builder,
+};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+use std::sync::Arc;
+
+/// Everything one row can hold; what a metric type lacks stays `None`.
+#[derive(Default)]
+struct Point<'a> {
+    time: u64,
+    start: u64,
+    attrs: &'a [KeyValue],
+    monotonic: Option<bool>,
+    temporality: Option<i32>,
+    value: Option<f64>,
+    count: Option<u64>,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    bounds: Option<&'a [f64]>,
+    counts: Option<&'a [u64]>,
+    exp_scale: Option<i32>,
+    exp_zero: Option<u64>,
+    exp_pos: Option<(i32, &'a [u64])>,
+    exp_neg: Option<(i32, &'a [u64])>,
+    quantiles: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+struct Columns {
+    time: TimestampNanosecondBuilder,
+    start: TimestampNanosecondBuilder,
+    attribution: AttributionBuilder,
+    name: StringBuilder,
+    kind: StringBuilder,
+    unit: StringBuilder,
+    monotonic: BooleanBuilder,
+    temporality: Int32Builder,
+    value: Float64Builder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    bounds: ListBuilder<Float64Builder>,
+    counts: ListBuilder<UInt64Builder>,
+    exp_scale: Int32Builder,
+    exp_zero: UInt64Builder,
+    exp_pos_offset: Int32Builder,
+    exp_pos_counts: ListBuilder<UInt64Builder>,
+    exp_neg_offset: Int32Builder,
+    exp_neg_counts: ListBuilder<UInt64Builder>,
+    quantiles: ListBuilder<Float64Builder>,
+    quantile_values: ListBuilder<Float64Builder>,
+    scope: StringBuilder,
+    attrs: AttrsBuilder,
+    res_attrs: AttrsBuilder,
+    rows: usize,
+}
+
+fn append_list<B, T>(l: &mut ListBuilder<B>, v: Option<&[T]>)
+where
+    B: datafusion::arrow::array::ArrayBuilder + Extend<Option<T>>,
+    T: Copy,
+{
+    match v {
+        Some(xs) => {
+            l.values().extend(xs.iter().map(|x| Some(*x)));
+            l.append(true);
+        }
+        None => l.append(false),
+    }
+}
+
+impl Columns {
+    fn new() -> Self {
+        Self {
+            time: TimestampNanosecondBuilder::new(),
+            start: TimestampNanosecondBuilder::new(),
+            attribution: AttributionBuilder::new(),
+            name: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            unit: StringBuilder::new(),
+            monotonic: BooleanBuilder::new(),
+            temporality: Int32Builder::new(),
+            value: Float64Builder::new(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            bounds: ListBuilder::new(Float64Builder::new()),
+            counts: ListBuilder::new(UInt64Builder::new()),
+            exp_scale: Int32Builder::new(),
+            exp_zero: UInt64Builder::new(),
+            exp_pos_offset: Int32Builder::new(),
+            exp_pos_counts: ListBuilder::new(UInt64Builder::new()),
+            exp_neg_offset: Int32Builder::new(),
+            exp_neg_counts: ListBuilder::new(UInt64Builder::new()),
+            quantiles: ListBuilder::new(Float64Builder::new()),
+            quantile_values: ListBuilder::new(Float64Builder::new()),
+            scope: StringBuilder::new(),
+            attrs: AttrsBuilder::new(),
+            res_attrs: AttrsBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        who: &Attribution,
+        name: &str,
+        kind: &str,
+        unit: &str,
+        scope: &str,
+        resource: &[KeyValue],
+        p: Point<'_>,
+    ) {
+        self.rows += 1;
+        self.time.append_value(ns(p.time));
+        self.start
+            .append_option((p.start != 0).then(|| ns(p.start)));
+        self.attribution.append(who);
+        self.name.append_value(name);
+        self.kind.append_value(kind);
+        self.unit.append_value(unit);
+        self.monotonic.append_option(p.monotonic);
+        self.temporality.append_option(p.temporality);
+        self.value.append_option(p.value);
+        self.count.append_option(p.count);
+        self.sum.append_option(p.sum);
+        self.min.append_option(p.min);
+        self.max.append_option(p.max);
+        append_list(&mut self.bounds, p.bounds);
+        append_list(&mut self.counts, p.counts);
+        self.exp_scale.append_option(p.exp_scale);
+        self.exp_zero.append_option(p.exp_zero);
+        self.exp_pos_offset.append_option(p.exp_pos.map(|b| b.0));
+        append_list(&mut self.exp_pos_counts, p.exp_pos.map(|b| b.1));
+        self.exp_neg_offset.append_option(p.exp_neg.map(|b| b.0));
+        append_list(&mut self.exp_neg_counts, p.exp_neg.map(|b| b.1));
+        let (q, qv) = match &p.quantiles {
+            Some((q, v)) => (Some(q.as_slice()), Some(v.as_slice())),
+            None => (None, None),
+        };
+        append_list(&mut self.quantiles, q);
+        append_list(&mut self.quantile_values, qv);
+        self.scope.append_value(scope);
+        self.attrs.append(p.attrs);
+        self.res_attrs.append(resource);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let [svc, ver, env, role, lane] = self.attribution.finish();
+        let columns: Vec<ArrayRef> = vec![
+            utc(self.time),
+            utc(self.start),
+            svc,
+            ver,
+            env,
+            role,
+            lane,
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.unit.finish()),
+            Arc::new(self.monotonic.finish()),
+            Arc::new(self.temporality.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.count.finish()),
+            Arc::new(self.sum.finish()),
+            Arc::new(self.min.finish()),
+            Arc::new(self.max.finish()),
+            Arc::new(self.bounds.finish()),
+            Arc::new(self.counts.finish()),
+            Arc::new(self.exp_scale.finish()),
+            Arc::new(self.exp_zero.finish()),
+            Arc::new(self.exp_pos_offset.finish()),
+            Arc::new(self.exp_pos_counts.finish()),
+            Arc::new(self.exp_neg_offset.finish()),
+            Arc::new(self.exp_neg_counts.finish()),
+            Arc::new(self.quantiles.finish()),
+            Arc::new(self.quantile_values.finish()),
+            Arc::new(self.scope.finish()),
+            self.attrs.finish(),
+            self.res_attrs.finish(),
+        ];
+        RecordBatch::try_new(METRICS.clone(), columns)
+    }
+}
+
+/// An exponential histogram side as (offset, counts); absent means empty.
+fn side(b: &Option<Buckets>) -> (i32, &[u64]) {
+    b.as_ref()
+        .map_or((0, &[][..]), |b| (b.offset, b.bucket_counts.as_slice()))
+}
+
+fn number(v: &Option<number_data_point::Value>) -> Option<f64> {
+    match v {
+        Some(number_data_point::Value::AsDouble(d)) => Some(*d),
+        Some(number_data_point::Value::AsInt(i)) => Some(*i as f64),
+        None => None,
+    }
+}
+
+/// Converts a metrics export request. Data points without a timestamp, and
+/// histograms whose bucket counts do not match their bounds, are rejected.
+pub fn metrics_to_batch(
+    req: &ExportMetricsServiceRequest,
+    attributor: &Attributor,
+) -> Result<Converted, ArrowError> {
+    let mut rej = Rejections::default();
+    let mut c = Columns::new();
+    for rm in &req.resource_metrics {
+        let resource = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let res = attributor.resource(resource);
+        for sm in &rm.scope_metrics {
+            let scope = sm.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+            for m in &sm.metrics {
+                let mut emit = |kind: &str, p: Point<'_>, rej: &mut Rejections| {
+                    if m.name.is_empty() {
+                        rej.add("of metrics without a name", 1);
+                    } else if p.time == 0 {
+                        rej.add("missing time_unix_nano", 1);
+                    } else {
+                        let who = attributor.record(&res, p.attrs);
+                        c.push(&who, &m.name, kind, &m.unit, scope, resource, p);
+                    }
+                };
+                match &m.data {
+                    None => {}
+                    Some(Data::Gauge(g)) => {
+                        for dp in &g.data_points {
+                            let p = Point {
+                                time: dp.time_unix_nano,
+                                start: dp.start_time_unix_nano,
+                                attrs: &dp.attributes,
+                                value: number(&dp.value),
+                                ..Default::default()
+                            };
+                            emit("gauge", p, &mut rej);
+                        }
+                    }
+                    Some(Data::Sum(s)) => {
+                        for dp in &s.data_points {
+                            let p = Point {
+                                time: dp.time_unix_nano,
+                                start: dp.start_time_unix_nano,
+                                attrs: &dp.attributes,
+                                value: number(&dp.value),
+                                monotonic: Some(s.is_monotonic),
+                                temporality: Some(s.aggregation_temporality),
+                                ..Default::default()
+                            };
+                            emit("sum", p, &mut rej);
+                        }
+                    }
+                    Some(Data::Histogram(h)) => {
+                        for dp in &h.data_points {
+                            let buckets_ok = dp.bucket_counts.is_empty()
+                                || dp.bucket_counts.len() == dp.explicit_bounds.len() + 1;
+                            if !buckets_ok {
+                                rej.add(
+                                    "with bucket_counts not one longer than explicit_bounds",
+                                    1,
+                                );
+                                continue;
+                            }
+                            let p = Point {
+                                time: dp.time_unix_nano,
+                                start: dp.start_time_unix_nano,
+                                attrs: &dp.attributes,
+                                temporality: Some(h.aggregation_temporality),
+                                count: Some(dp.count),
+                                sum: dp.sum,
+                                min: dp.min,
+                                max: dp.max,
+                                bounds: Some(&dp.explicit_bounds),
+                                counts: Some(&dp.bucket_counts),
+                                ..Default::default()
+                            };
+                            emit("histogram", p, &mut rej);
+                        }
+                    }
+                    Some(Data::ExponentialHistogram(h)) => {
+                        for dp in &h.data_points {
+                            let p = Point {
+                                time: dp.time_unix_nano,
+                                start: dp.start_time_unix_nano,
+                                attrs: &dp.attributes,
+                                temporality: Some(h.aggregation_temporality),
+                                count: Some(dp.count),
+                                sum: dp.sum,
+                                min: dp.min,
+                                max: dp.max,
+                                exp_scale: Some(dp.scale),
+                                exp_zero: Some(dp.zero_count),
+                                exp_pos: Some(side(&dp.positive)),
+                                exp_neg: Some(side(&dp.negative)),
+                                ..Default::default()
+                            };
+                            emit("exponential_histogram", p, &mut rej);
+                        }
+                    }
+                    Some(Data::Summary(s)) => {
+                        for dp in &s.data_points {
+                            let q = dp.quantile_values.iter().map(|q| q.quantile).collect();
+                            let v = dp.quantile_values.iter().map(|q| q.value).collect();
+                            let p = Point {
+                                time: dp.time_unix_nano,
+                                start: dp.start_time_unix_nano,
+                                attrs: &dp.attributes,
+                                count: Some(dp.count),
+                                sum: Some(dp.sum),
+                                quantiles: Some((q, v)),
+                                ..Default::default()
+                            };
+                            emit("summary", p, &mut rej);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if c.rows == 0 {
+        return Ok(Converted {
+            batch: None,
+            rejections: rej,
+        });
+    }
+    Ok(Converted {
+        batch: Some(c.finish()?),
+        rejections: rej,
+    })
+}

@@ -1,0 +1,167 @@
+//! The Arrow schemas of the three tables (DESIGN.md "Tables").
+//!
+//! Ids are lowercase hex strings (`trace_id` 32 chars, `span_id` 16); a root
+//! span's `parent_span_id` is NULL. Attributes are `Map<Utf8, Utf8>` columns,
+//! queryable as `attributes['http.route']`; non-string values are rendered as
+//! text (numbers as written, bytes as hex, arrays and maps as JSON).
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use std::sync::{Arc, LazyLock};
+
+/// The three signals, one table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// DataFusion table name.
+    pub fn table(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// Name used in counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// What one row is called in OTLP partial-success fields.
+    pub fn record_noun(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "data points",
+            Signal::Logs => "log records",
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Signal::Traces => SPANS.clone(),
+            Signal::Metrics => METRICS.clone(),
+            Signal::Logs => LOGS.clone(),
+        }
+    }
+}
+
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// `Map<Utf8, Utf8>` as produced by `MapBuilder<StringBuilder, StringBuilder>`.
+pub fn attributes_type() -> DataType {
+    let entries = Fields::from(vec![
+        Field::new("keys", DataType::Utf8, false),
+        Field::new("values", DataType::Utf8, true),
+    ]);
+    DataType::Map(
+        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+        false,
+    )
+}
+
+fn list_of(t: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(t, true)))
+}
+
+fn attribution_fields() -> Vec<Field> {
+    vec![
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("service_version", DataType::Utf8, false),
+        Field::new("deployment_environment", DataType::Utf8, false),
+        Field::new("rollout_role", DataType::Utf8, false),
+        Field::new("traffic_lane", DataType::Utf8, false),
+    ]
+}
+
+/// Index of the `time` column in every table (always first).
+pub const TIME_COLUMN: usize = 0;
+
+pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = vec![
+        Field::new("time", time_type(), false),
+        Field::new("duration_ns", DataType::Int64, false),
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new("span_id", DataType::Utf8, false),
+        Field::new("parent_span_id", DataType::Utf8, true),
+    ];
+    f.extend(attribution_fields());
+    f.extend([
+        Field::new("span_name", DataType::Utf8, false),
+        Field::new("span_kind", DataType::Int32, false),
+        Field::new("status_code", DataType::Int32, false),
+        Field::new("status_message", DataType::Utf8, false),
+        Field::new("is_error", DataType::Boolean, false),
+        Field::new("http_status_code", DataType::Int32, true),
+        Field::new("http_route", DataType::Utf8, true),
+        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("attributes", attributes_type(), false),
+        Field::new("resource_attributes", attributes_type(), false),
+    ]);
+    Arc::new(Schema::new(f))
+});
+
+pub static LOGS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = vec![
+        Field::new("time", time_type(), false),
+        Field::new("observed_time", time_type(), true),
+    ];
+    f.extend(attribution_fields());
+    f.extend([
+        Field::new("severity_number", DataType::Int32, false),
+        Field::new("severity_text", DataType::Utf8, false),
+        Field::new("body", DataType::Utf8, true),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("span_id", DataType::Utf8, true),
+        Field::new("event_name", DataType::Utf8, false),
+        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("attributes", attributes_type(), false),
+        Field::new("resource_attributes", attributes_type(), false),
+    ]);
+    Arc::new(Schema::new(f))
+});
+
+pub static METRICS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = vec![
+        Field::new("time", time_type(), false),
+        Field::new("start_time", time_type(), true),
+    ];
+    f.extend(attribution_fields());
+    f.extend([
+        Field::new("metric_name", DataType::Utf8, false),
+        Field::new("metric_type", DataType::Utf8, false),
+        Field::new("unit", DataType::Utf8, false),
+        Field::new("is_monotonic", DataType::Boolean, true),
+        Field::new("aggregation_temporality", DataType::Int32, true),
+        Field::new("value", DataType::Float64, true),
+        Field::new("count", DataType::UInt64, true),
+        Field::new("sum", DataType::Float64, true),
+        Field::new("min", DataType::Float64, true),
+        Field::new("max", DataType::Float64, true),
+        Field::new("bucket_bounds", list_of(DataType::Float64), true),
+        Field::new("bucket_counts", list_of(DataType::UInt64), true),
+        Field::new("exp_scale", DataType::Int32, true),
+        Field::new("exp_zero_count", DataType::UInt64, true),
+        Field::new("exp_positive_offset", DataType::Int32, true),
+        Field::new("exp_positive_counts", list_of(DataType::UInt64), true),
+        Field::new("exp_negative_offset", DataType::Int32, true),
+        Field::new("exp_negative_counts", list_of(DataType::UInt64), true),
+        Field::new("quantiles", list_of(DataType::Float64), true),
+        Field::new("quantile_values", list_of(DataType::Float64), true),
+        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("attributes", attributes_type(), false),
+        Field::new("resource_attributes", attributes_type(), false),
+    ]);
+    Arc::new(Schema::new(f))
+});
