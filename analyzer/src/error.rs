@@ -1,0 +1,36 @@
+//! Errors of the analyzer, sorted by who must act.
+
+use datafusion::error::DataFusionError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's query or request is wrong (bad SQL, unknown column): 400.
+    #[error("{0}")]
+    Query(String),
+    /// The data directory cannot be read or written.
+    #[error("data directory {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// Anything else inside graylens.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_)
+            | DataFusionError::Internal(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_) => Error::Internal(e.to_string()),
+            _ => Error::Query(e.to_string()),
+        }
+    }
+}
