@@ -1,0 +1,58 @@
+//! Raw command-line arguments (first layer); `config.rs` validates them.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "graylens", version, about = "OTLP-native canary analysis: collect, compare versions, decide, act.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Receive OTLP, store it, and serve the API (embedded store).
+    Serve(ServeArgs),
+    /// Run SQL offline over the Parquet segments of a data directory.
+    Query(QueryArgs),
+}
+
+/// Every flag can also be set in the config file and by environment variable.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file (see graylens.example.toml).
+    #[arg(long, env = "GRAYLENS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "GRAYLENS_OTLP_GRPC_ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "GRAYLENS_OTLP_HTTP_ADDR")]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// API and UI listen address [default: 127.0.0.1:4319].
+    #[arg(long, env = "GRAYLENS_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Where Parquet segments are kept [default: ./graylens-data].
+    #[arg(long, env = "GRAYLENS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Data directory written by `graylens serve`.
+    #[arg(long, env = "GRAYLENS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// One SQL query over `spans`, `logs` and `metrics`.
+    pub sql: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Format {
+    Table,
+    Json,
+}
