@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "graylens", version, about = "OTLP-native canary analysis: collect, compare versions, decide, act.")]
+#[command(
+    name = "graylens",
+    version,
+    about = "OTLP-native canary analysis: collect, compare versions, decide, act."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -42,7 +42,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { addr: ([127, 0, 0, 1], 4319).into(), query_threads: 2 }
+        Self {
+            addr: ([127, 0, 0, 1], 4319).into(),
+            query_threads: 2,
+        }
     }
 }
 
@@ -58,7 +61,10 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { queue_capacity: 1024, shutdown_grace_secs: 10 }
+        Self {
+            queue_capacity: 1024,
+            shutdown_grace_secs: 10,
+        }
     }
 }
 
@@ -91,7 +97,8 @@ pub fn parse(text: &str) -> anyhow::Result<Config> {
 pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
             parse(&text).with_context(|| format!("invalid config {}", p.display()))?
         }
         None => Config::default(),
@@ -129,7 +136,10 @@ mod tests {
     #[test]
     fn typos_are_rejected() {
         let err = parse("[otlp]\ngrpc_adr = \"127.0.0.1:1\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("unknown field `grpc_adr`"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("unknown field `grpc_adr`"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -10,8 +10,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         bail!("--data-dir {} is not a directory", args.data_dir.display());
     }
     // retention_hours = 0: an offline query never deletes anything.
-    let cfg = StoreConfig { data_dir: args.data_dir.clone(), retention_hours: 0, ..Default::default() };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cfg = StoreConfig {
+        data_dir: args.data_dir.clone(),
+        retention_hours: 0,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let out = rt.block_on(async {
         let store = Store::open(cfg)?;
         Tables::new(store)?.query(&args.sql).await
@@ -33,13 +39,31 @@ fn print_table(columns: &[String], rows: &[Vec<Value>]) {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0))
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |vals: &[String]| {
-        vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join(" | ")
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     };
     println!("{}", line(columns));
-    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    println!(
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-")
+    );
     for r in &cells {
         println!("{}", line(r));
     }

@@ -34,21 +34,45 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     let tables = Tables::new(store.clone())?;
     let (pipeline, rx) = Pipeline::bounded(cfg.pipeline.queue_capacity, cfg.otlp.queue_wait());
     let stats = Arc::new(IngestStats::default());
-    let ingestor = Ingestor::new(Attributor::new(cfg.attribution.clone()), pipeline, stats.clone());
+    let ingestor = Ingestor::new(
+        Attributor::new(cfg.attribution.clone()),
+        pipeline,
+        stats.clone(),
+    );
 
-    let bind = |a| async move { TcpListener::bind(a).await.with_context(|| format!("binding {a}")) };
+    let bind = |a| async move {
+        TcpListener::bind(a)
+            .await
+            .with_context(|| format!("binding {a}"))
+    };
     let grpc_l = bind(cfg.otlp.grpc_addr).await?;
     let otlp_http_l = bind(cfg.otlp.http_addr).await?;
     let api_l = bind(cfg.http.addr).await?;
-    let (grpc_a, otlp_http_a, api_a) = (grpc_l.local_addr()?, otlp_http_l.local_addr()?, api_l.local_addr()?);
+    let (grpc_a, otlp_http_a, api_a) = (
+        grpc_l.local_addr()?,
+        otlp_http_l.local_addr()?,
+        api_l.local_addr()?,
+    );
 
     let shutdown = CancellationToken::new();
     let writer_stop = CancellationToken::new();
     let writer = tokio::spawn(run_writer(store.clone(), rx, writer_stop.clone()));
-    let grpc_task = tokio::spawn(grpc::serve(grpc_l, ingestor.clone(), cfg.otlp.max_message_bytes, shutdown.clone()));
-    let http_router = http::router(ingestor.clone(), cfg.otlp.max_message_bytes, cfg.otlp.retry_after_secs);
+    let grpc_task = tokio::spawn(grpc::serve(
+        grpc_l,
+        ingestor.clone(),
+        cfg.otlp.max_message_bytes,
+        shutdown.clone(),
+    ));
+    let http_router = http::router(
+        ingestor.clone(),
+        cfg.otlp.max_message_bytes,
+        cfg.otlp.retry_after_secs,
+    );
     let http_task = tokio::spawn(http::serve(otlp_http_l, http_router, shutdown.clone()));
-    let api = graylens_dashboards::router(ApiState { tables, query_runtime: query_rt });
+    let api = graylens_dashboards::router(ApiState {
+        tables,
+        query_runtime: query_rt,
+    });
     let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));
     drop(ingestor);
@@ -63,9 +87,11 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     let grace = Duration::from_secs(cfg.pipeline.shutdown_grace_secs);
     let servers = async {
         let (g, h, a) = tokio::join!(grpc_task, http_task, api_task);
-        for (name, r) in [("otlp grpc", g.map(|r| r.map_err(anyhow::Error::from))),
-                          ("otlp http", h.map(|r| r.map_err(anyhow::Error::from))),
-                          ("api", a.map(|r| r.map_err(anyhow::Error::from)))] {
+        for (name, r) in [
+            ("otlp grpc", g.map(|r| r.map_err(anyhow::Error::from))),
+            ("otlp http", h.map(|r| r.map_err(anyhow::Error::from))),
+            ("api", a.map(|r| r.map_err(anyhow::Error::from))),
+        ] {
             match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(server = name, error = %e, "server error"),
@@ -79,7 +105,10 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     writer_stop.cancel();
     writer.await.context("store writer")?;
     let _ = reporter.await;
-    tracing::info!(disk_bytes = store.disk_bytes(), "graylens stopped; all accepted data flushed");
+    tracing::info!(
+        disk_bytes = store.disk_bytes(),
+        "graylens stopped; all accepted data flushed"
+    );
     Ok(())
 }
 
@@ -91,13 +120,31 @@ async fn report(ingestor: Ingestor, store: Arc<Store>, stop: CancellationToken) 
         let done = tokio::select! { _ = tick.tick() => false, _ = stop.cancelled() => true };
         let s = ingestor.stats();
         for sig in Signal::ALL {
-            let acc: u64 = Transport::ALL.iter().map(|t| s.accepted_count(sig, *t)).sum();
-            let rej: u64 = Transport::ALL.iter().map(|t| s.rejected_count(sig, *t)).sum();
-            tracing::info!(signal = sig.name(), accepted = acc, rejected = rej,
-                hot_rows = store.hot_rows(sig), "ingest totals");
+            let acc: u64 = Transport::ALL
+                .iter()
+                .map(|t| s.accepted_count(sig, *t))
+                .sum();
+            let rej: u64 = Transport::ALL
+                .iter()
+                .map(|t| s.rejected_count(sig, *t))
+                .sum();
+            tracing::info!(
+                signal = sig.name(),
+                accepted = acc,
+                rejected = rej,
+                hot_rows = store.hot_rows(sig),
+                "ingest totals"
+            );
         }
-        tracing::info!(queue_depth = ingestor.pipeline().depth(), disk_bytes = store.disk_bytes(),
-            flushes = store.stats.flushes.load(std::sync::atomic::Ordering::Relaxed), "store");
+        tracing::info!(
+            queue_depth = ingestor.pipeline().depth(),
+            disk_bytes = store.disk_bytes(),
+            flushes = store
+                .stats
+                .flushes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            "store"
+        );
         if done {
             return;
         }

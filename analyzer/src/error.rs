@@ -11,7 +11,10 @@ pub enum Error {
     Query(String),
     /// The data directory cannot be read or written.
     #[error("data directory {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// Anything else inside graylens.
     #[error("internal error: {0}")]
     Internal(String),
@@ -19,7 +22,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

@@ -72,7 +72,13 @@ fn append_rows(b: &RecordBatch, rows: &mut Vec<Vec<Value>>) -> Result<()> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Internal(e.to_string()))?;
     for r in 0..b.num_rows() {
-        rows.push(b.columns().iter().zip(&fmts).map(|(c, f)| cell(c, f, r)).collect());
+        rows.push(
+            b.columns()
+                .iter()
+                .zip(&fmts)
+                .map(|(c, f)| cell(c, f, r))
+                .collect(),
+        );
     }
     Ok(())
 }

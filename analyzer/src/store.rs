@@ -126,7 +126,11 @@ impl Store {
             let mut segs = Vec::new();
             scan_segments(&dir, &mut segs, &mut max_seq)?;
             segs.sort_by_key(|g| g.max_ns);
-            tracing::info!(table = s.table(), segments = segs.len(), "loaded Parquet segments");
+            tracing::info!(
+                table = s.table(),
+                segments = segs.len(),
+                "loaded Parquet segments"
+            );
             store.tables[idx(s)].write().expect("lock").segments = segs;
         }
         store.seq.store(max_seq + 1, Relaxed);
@@ -150,14 +154,19 @@ impl Store {
 
     pub fn snapshot(&self, signal: Signal) -> Snapshot {
         let t = self.tables[idx(signal)].read().expect("lock");
-        Snapshot { hot: t.hot.clone(), segments: t.segments.clone() }
+        Snapshot {
+            hot: t.hot.clone(),
+            segments: t.segments.clone(),
+        }
     }
 
     /// Whether a periodic or size-triggered flush is due.
     pub fn flush_due(&self) -> bool {
         let interval = Duration::from_secs(self.cfg.flush_interval_secs);
         self.last_flush.read().expect("lock").elapsed() >= interval
-            || Signal::ALL.iter().any(|s| self.hot_rows(*s) >= self.cfg.flush_rows)
+            || Signal::ALL
+                .iter()
+                .any(|s| self.hot_rows(*s) >= self.cfg.flush_rows)
     }
 
     /// Writes every table's hot segment to Parquet. Blocking: call it from a
@@ -194,7 +203,8 @@ impl Store {
             return Ok(0);
         }
         let n = batches.len();
-        let merged = concat_batches(&s.schema(), &batches).map_err(|e| Error::Internal(e.to_string()))?;
+        let merged =
+            concat_batches(&s.schema(), &batches).map_err(|e| Error::Internal(e.to_string()))?;
         let (min_ns, max_ns) = time_range(&merged);
         let seq = self.seq.fetch_add(1, Relaxed);
         let when = DateTime::<Utc>::from_timestamp_nanos(min_ns);
@@ -211,7 +221,12 @@ impl Store {
         let mut t = self.tables[idx(s)].write().expect("lock");
         t.hot.drain(..n);
         t.hot_rows -= rows;
-        t.segments.push(Segment { path, min_ns, max_ns, bytes });
+        t.segments.push(Segment {
+            path,
+            min_ns,
+            max_ns,
+            bytes,
+        });
         self.stats.rows_flushed.fetch_add(rows as u64, Relaxed);
         Ok(rows)
     }
@@ -225,7 +240,11 @@ impl Store {
         };
         let mut doomed = Vec::new();
         {
-            let mut tables: Vec<_> = self.tables.iter().map(|t| t.write().expect("lock")).collect();
+            let mut tables: Vec<_> = self
+                .tables
+                .iter()
+                .map(|t| t.write().expect("lock"))
+                .collect();
             for t in tables.iter_mut() {
                 t.segments.retain(|g| {
                     let keep = g.max_ns >= min_keep;
@@ -236,7 +255,11 @@ impl Store {
                 });
             }
             if self.cfg.max_disk_bytes > 0 {
-                let mut total: u64 = tables.iter().flat_map(|t| &t.segments).map(|g| g.bytes).sum();
+                let mut total: u64 = tables
+                    .iter()
+                    .flat_map(|t| &t.segments)
+                    .map(|g| g.bytes)
+                    .sum();
                 while total > self.cfg.max_disk_bytes {
                     let oldest = tables
                         .iter()
@@ -256,20 +279,35 @@ impl Store {
                     self.stats.segments_deleted.fetch_add(1, Relaxed);
                     tracing::info!(path = %p.display(), "retention: deleted segment");
                 }
-                Err(e) => tracing::warn!(path = %p.display(), error = %e, "retention: delete failed"),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "retention: delete failed")
+                }
             }
         }
     }
 
     /// Bytes of Parquet segments on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.tables.iter().map(|t| t.read().expect("lock").segments.iter().map(|g| g.bytes).sum::<u64>()).sum()
+        self.tables
+            .iter()
+            .map(|t| {
+                t.read()
+                    .expect("lock")
+                    .segments
+                    .iter()
+                    .map(|g| g.bytes)
+                    .sum::<u64>()
+            })
+            .sum()
     }
 }
 
 fn time_range(b: &RecordBatch) -> (i64, i64) {
     let col = b.column(TIME_COLUMN);
-    let t = col.as_any().downcast_ref::<TimestampNanosecondArray>().expect("time column");
+    let t = col
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("time column");
     let min = datafusion::arrow::compute::min(t).unwrap_or(0);
     let max = datafusion::arrow::compute::max(t).unwrap_or(0);
     debug_assert_eq!(t.null_count(), 0);
@@ -281,13 +319,18 @@ fn time_range(b: &RecordBatch) -> (i64, i64) {
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64> {
     let tmp = path.with_extension("parquet.tmp");
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .build();
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
         .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
-    w.write(batch).map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
-    let file = w.into_inner().map_err(|e| Error::Internal(format!("parquet close: {e}")))?;
+    w.write(batch)
+        .map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::Internal(format!("parquet close: {e}")))?;
     file.sync_all().map_err(|e| Error::io(&tmp, e))?;
     let bytes = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
@@ -315,10 +358,16 @@ fn scan_segments(dir: &Path, out: &mut Vec<Segment>, max_seq: &mut u64) -> Resul
             let _ = std::fs::remove_file(&path);
             continue;
         }
-        let Some(stem) = name.strip_suffix(".parquet") else { continue };
+        let Some(stem) = name.strip_suffix(".parquet") else {
+            continue;
+        };
         let parts: Vec<&str> = stem.split('_').collect();
         let parsed = match parts.as_slice() {
-            [a, b, c] => a.parse::<i64>().ok().zip(b.parse::<i64>().ok()).zip(c.parse::<u64>().ok()),
+            [a, b, c] => a
+                .parse::<i64>()
+                .ok()
+                .zip(b.parse::<i64>().ok())
+                .zip(c.parse::<u64>().ok()),
             _ => None,
         };
         let Some(((min_ns, max_ns), seq)) = parsed else {
@@ -326,7 +375,12 @@ fn scan_segments(dir: &Path, out: &mut Vec<Segment>, max_seq: &mut u64) -> Resul
             continue;
         };
         *max_seq = (*max_seq).max(seq);
-        out.push(Segment { path, min_ns, max_ns, bytes: meta.len() });
+        out.push(Segment {
+            path,
+            min_ns,
+            max_ns,
+            bytes: meta.len(),
+        });
     }
     Ok(())
 }

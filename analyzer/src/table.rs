@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -37,7 +39,10 @@ impl TableProvider for StoreTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Parquet prunes row groups with them; DataFusion still applies them.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -58,7 +63,8 @@ impl TableProvider for StoreTable {
                 .iter()
                 .map(|g| ListingTableUrl::parse(g.path.to_string_lossy()))
                 .collect::<Result<Vec<_>>>()?;
-            let opts = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
             let cfg = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(opts)
                 .with_schema(schema.clone());

@@ -35,7 +35,10 @@ pub async fn run_writer(store: Arc<Store>, mut rx: Receiver<IngestBatch>, stop: 
         store.append(b.signal, b.batch);
     }
     flush(&store).await;
-    tracing::info!(drained_rows = drained, "store writer stopped after final flush");
+    tracing::info!(
+        drained_rows = drained,
+        "store writer stopped after final flush"
+    );
 }
 
 async fn flush(store: &Arc<Store>) {

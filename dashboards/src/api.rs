@@ -50,7 +50,10 @@ impl From<Error> for ApiError {
             Error::Query(m) => ApiError(StatusCode::BAD_REQUEST, m),
             other => {
                 tracing::error!(error = %other, "query failed");
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the graylens log".into())
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the graylens log".into(),
+                )
             }
         }
     }
@@ -66,6 +69,11 @@ async fn sql(
         .query_runtime
         .spawn(async move { tables.query(&req.sql).await })
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("query task: {e}")))??;
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task: {e}"),
+            )
+        })??;
     Ok(Json(out).into_response())
 }

@@ -1,0 +1,131 @@
+//! Starts and stops `graylens serve` and talks to its API.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    child: Child,
+    pub grpc: String,
+    pub otlp_http: String,
+    pub api: String,
+}
+
+impl Server {
+    /// Starts a server on fresh loopback ports over `data_dir`.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, "")
+    }
+
+    /// Same, with extra TOML config.
+    pub fn start_with(data_dir: &Path, toml: &str) -> Server {
+        let cfg = data_dir.with_extension("toml");
+        std::fs::write(
+            &cfg,
+            format!("[store]\nretention_hours = 0\nflush_interval_secs = 1\n{toml}"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_graylens"))
+            .args([
+                "serve",
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--http-addr", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("GRAYLENS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn graylens");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k} in ready line {line:?}"))
+                .to_string()
+        };
+        Server {
+            grpc: format!("http://{}", field("otlp_grpc")),
+            otlp_http: format!("http://{}", field("otlp_http")),
+            api: field("http"),
+            child,
+        }
+    }
+
+    /// Runs SQL through `POST /api/v1/sql`; returns (status, body).
+    pub fn sql_raw(&self, sql: &str) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/sql", self.api))
+            .json(&json!({ "sql": sql }))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    /// The rows of a successful query.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Value>> {
+        let (status, body) = self.sql_raw(sql);
+        assert_eq!(status, 200, "{sql}: {body}");
+        serde_json::from_value(body["rows"].clone()).unwrap()
+    }
+
+    /// A single integer result.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.rows(sql)[0][0].as_i64().unwrap()
+    }
+
+    /// Polls until `sql` returns `want` (data is queryable within a second).
+    pub fn wait_count(&self, sql: &str, want: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.count(sql);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sql}: got {got}, want {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        reqwest::blocking::get(format!("{}/api/v1/health", self.api))
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "graylens exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}

@@ -1,0 +1,57 @@
+//! The Python OpenTelemetry SDK exporters (gRPC and HTTP) against graylens.
+//! `.ci/run` installs them into a virtualenv and sets `GRAYLENS_TEST_PYTHON`
+//! to its interpreter; without it this test says so and does nothing.
+
+use crate::harness::Server;
+
+#[test]
+fn python_sdk_grpc_and_http() {
+    let Ok(python) = std::env::var("GRAYLENS_TEST_PYTHON") else {
+        eprintln!(
+            "GRAYLENS_TEST_PYTHON is not set: skipping the Python SDK test (.ci/run sets it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--grpc", &s.grpc, "--http", &s.otlp_http])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.wait_count(
+        "SELECT count(*) FROM spans WHERE service_name = 'py-checkout'",
+        180,
+    );
+    let rows = s.rows(
+        "SELECT service_version, rollout_role, count(*) FROM spans WHERE service_name = 'py-checkout' GROUP BY 1, 2 ORDER BY 1",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                serde_json::json!("3.1.0"),
+                serde_json::json!("baseline"),
+                serde_json::json!(100)
+            ],
+            vec![
+                serde_json::json!("3.2.0"),
+                serde_json::json!("canary"),
+                serde_json::json!(80)
+            ],
+        ]
+    );
+    s.wait_count(
+        "SELECT count(*) FROM logs WHERE service_name = 'py-checkout'",
+        10,
+    );
+    s.wait_count("SELECT count(*) FROM metrics WHERE service_name = 'py-checkout' AND metric_name = 'py.orders'", 1);
+    s.stop();
+}
