@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 
 /// The whole config file. Unknown keys are errors, so typos do not pass silently.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub otlp: ReceiverConfig,
@@ -17,18 +17,6 @@ pub struct Config {
     pub store: StoreConfig,
     pub http: HttpConfig,
     pub pipeline: PipelineConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            otlp: ReceiverConfig::default(),
-            attribution: AttributionConfig::default(),
-            store: StoreConfig::default(),
-            http: HttpConfig::default(),
-            pipeline: PipelineConfig::default(),
-        }
-    }
 }
 
 /// The API / UI server.

@@ -152,3 +152,69 @@ fn is_length_limit(e: &axum::Error) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribution::Attributor;
+    use crate::pipeline::Pipeline;
+    use axum::http::{Request, StatusCode};
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn one_span() -> String {
+        serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708",
+            "name": "s", "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000000000001"
+        }]}]}]})
+        .to_string()
+    }
+
+    fn request() -> Request<Body> {
+        Request::post("/v1/traces")
+            .header("content-type", "application/json")
+            .body(Body::from(one_span()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn full_queue_answers_503_with_retry_after_and_counts_it() {
+        let (pipeline, mut rx) = Pipeline::bounded(1, Duration::from_millis(20));
+        let stats = std::sync::Arc::new(crate::IngestStats::default());
+        let ing = Ingestor::new(Attributor::new(Default::default()), pipeline, stats.clone());
+        let app = router(ing, 1 << 20, 7);
+        assert_eq!(
+            app.clone().oneshot(request()).await.unwrap().status(),
+            StatusCode::OK
+        );
+        // Nobody drains the queue: the second request cannot be handed off.
+        let r = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+        let s = crate::Signal::Traces;
+        assert_eq!(
+            stats.refused_count(s, Transport::Http, crate::stats::RefusalKind::Unavailable),
+            1
+        );
+        assert_eq!(stats.accepted_count(s, Transport::Http), 1);
+        // The accepted one is in the queue, intact.
+        assert_eq!(rx.recv().await.unwrap().batch.num_rows(), 1);
+        assert_eq!(
+            app.oneshot(request()).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_pipeline_is_retryable_too() {
+        let (pipeline, rx) = Pipeline::bounded(4, Duration::from_millis(20));
+        drop(rx);
+        let ing = Ingestor::new(
+            Attributor::new(Default::default()),
+            pipeline,
+            Default::default(),
+        );
+        let r = router(ing, 1 << 20, 1).oneshot(request()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -52,6 +52,11 @@ fn python_sdk_grpc_and_http() {
         "SELECT count(*) FROM logs WHERE service_name = 'py-checkout'",
         10,
     );
-    s.wait_count("SELECT count(*) FROM metrics WHERE service_name = 'py-checkout' AND metric_name = 'py.orders'", 1);
+    // Cumulative counter: every export (flush, then shutdown) repeats the total of 3.
+    s.wait_count(
+        "SELECT CAST(max(value) AS BIGINT) FROM metrics WHERE service_name = 'py-checkout' AND metric_name = 'py.orders' \
+         AND metric_type = 'sum' AND is_monotonic",
+        3,
+    );
     s.stop();
 }

@@ -168,3 +168,123 @@ fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
         .and_then(|kv| kv.value.as_ref())
         .map(crate::attribution::any_value_to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AttributionConfig;
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::trace::v1::{
+        status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+    };
+
+    fn span(kind: i32, http: Option<i64>, status: i32) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 25,
+            kind,
+            status: Some(Status {
+                code: status,
+                message: String::new(),
+            }),
+            attributes: http
+                .map(|c| KeyValue {
+                    key: "http.response.status_code".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::IntValue(c)),
+                    }),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn req(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn errors_are_status_error_or_server_5xx() {
+        let a = Attributor::new(AttributionConfig::default());
+        let spans = vec![
+            span(SPAN_KIND_SERVER, Some(503), 0),
+            span(3, Some(503), 0), // client span: the callee failed, not us
+            span(SPAN_KIND_SERVER, Some(404), 0),
+            span(1, None, StatusCode::Error as i32),
+        ];
+        let out = spans_to_batch(&req(spans), &a).unwrap();
+        let b = out.batch.unwrap();
+        let err: &BooleanArray = b.column_by_name("is_error").unwrap().as_boolean();
+        assert_eq!(
+            err.iter().flatten().collect::<Vec<_>>(),
+            vec![true, false, false, true]
+        );
+        let d = b
+            .column_by_name("duration_ns")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(d.value(0), 15);
+        assert_eq!(out.rejections.total(), 0);
+    }
+
+    #[test]
+    fn invalid_spans_are_rejected_with_reasons_and_the_rest_kept() {
+        let a = Attributor::new(AttributionConfig::default());
+        let mut short_trace = span(1, None, 0);
+        short_trace.trace_id = vec![1; 3];
+        let mut zero_span = span(1, None, 0);
+        zero_span.span_id = vec![0; 8];
+        let mut no_start = span(1, None, 0);
+        no_start.start_time_unix_nano = 0;
+        let mut backwards = span(1, None, 0);
+        backwards.end_time_unix_nano = 1;
+        let mut bad_parent = span(1, None, 0);
+        bad_parent.parent_span_id = vec![1; 4];
+        let out = spans_to_batch(
+            &req(vec![
+                short_trace,
+                zero_span,
+                no_start,
+                backwards,
+                bad_parent,
+                span(1, None, 0),
+            ]),
+            &a,
+        )
+        .unwrap();
+        assert_eq!(out.rows(), 1);
+        assert_eq!(out.rejections.total(), 5);
+        let msg = out.rejections.message("spans").unwrap();
+        for want in [
+            "rejected 5 spans",
+            "invalid trace_id",
+            "invalid span_id",
+            "missing start_time_unix_nano",
+            "ending before they start",
+            "parent_span_id",
+        ] {
+            assert!(msg.contains(want), "{msg}");
+        }
+    }
+
+    #[test]
+    fn nothing_valid_means_no_batch() {
+        let a = Attributor::new(AttributionConfig::default());
+        let out = spans_to_batch(&req(vec![]), &a).unwrap();
+        assert!(out.batch.is_none());
+        assert!(out.rejections.message("spans").is_none());
+    }
+}
