@@ -21,6 +21,34 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run SQL offline over the Parquet segments of a data directory.
     Query(QueryArgs),
+    /// Ingest benchmark: send OTLP traces to a running server and report
+    /// spans per CPU-second of the server (see README, Performance).
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoadgenArgs {
+    /// OTLP/gRPC endpoint of the server.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub grpc: String,
+    /// OTLP/HTTP base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:4318")]
+    pub http: String,
+    /// PID of the server, whose CPU time is measured.
+    #[arg(long)]
+    pub server_pid: u32,
+    /// Requests per transport.
+    #[arg(long, default_value_t = 400)]
+    pub requests: usize,
+    /// Spans per request.
+    #[arg(long, default_value_t = 512)]
+    pub spans_per_request: usize,
+    /// Resources per request (alternating baseline and canary versions).
+    #[arg(long, default_value_t = 4)]
+    pub resources: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 /// Every flag can also be set in the config file and by environment variable.

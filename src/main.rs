@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod loadgen;
 mod query;
 mod serve;
 
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => config::load(&args).and_then(serve::run),
         cli::Command::Query(args) => query::run(args),
+        cli::Command::Loadgen(args) => loadgen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
