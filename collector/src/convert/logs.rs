@@ -106,3 +106,82 @@ pub fn logs_to_batch(
         rejections: rej,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AttributionConfig;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn req(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+        let svc = KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue("api".into())),
+            }),
+            ..Default::default()
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![svc],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn time_falls_back_to_observed_then_received_and_bad_ids_are_rejected() {
+        let a = Attributor::new(AttributionConfig::default());
+        let recs = vec![
+            LogRecord {
+                time_unix_nano: 5,
+                observed_time_unix_nano: 6,
+                severity_number: 17,
+                ..Default::default()
+            },
+            LogRecord {
+                observed_time_unix_nano: 7,
+                trace_id: vec![9; 16],
+                span_id: vec![8; 8],
+                ..Default::default()
+            },
+            LogRecord::default(),
+            LogRecord {
+                trace_id: vec![1; 5],
+                ..Default::default()
+            },
+            LogRecord {
+                span_id: vec![1; 3],
+                ..Default::default()
+            },
+        ];
+        let out = logs_to_batch(&req(recs), &a, 99).unwrap();
+        assert_eq!(out.rejections.total(), 2);
+        let b = out.batch.unwrap();
+        let t = b
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
+        assert_eq!(t.values().to_vec(), vec![5, 7, 99]);
+        let obs = b.column_by_name("observed_time").unwrap();
+        assert!(obs.is_null(2));
+        let tid = b.column_by_name("trace_id").unwrap().as_string::<i32>();
+        assert!(tid.is_null(0));
+        assert_eq!(tid.value(1), "09".repeat(16));
+        let svc = b.column_by_name("service_name").unwrap().as_string::<i32>();
+        assert_eq!(svc.value(2), "api");
+        let body = b.column_by_name("body").unwrap();
+        assert!(body.is_null(0), "absent body is NULL, not empty");
+    }
+}
