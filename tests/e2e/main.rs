@@ -3,6 +3,7 @@
 
 mod harness;
 mod http_inputs;
+mod node_sdk;
 mod python_sdk;
 mod restart;
 mod rust_sdk;
