@@ -123,6 +123,21 @@ impl Drop for Server {
     }
 }
 
+/// Runs an OTLP client program to completion and fails the test, with its
+/// output, if it does not succeed.
+pub fn run_client(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .expect("start client");
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -2,7 +2,7 @@
 //! against graylens. `.ci/run` installs them (`npm ci` in `tests/node`) and
 //! sets `GRAYLENS_TEST_NODE`; without it this test says so and does nothing.
 
-use crate::harness::Server;
+use crate::harness::{run_client, Server};
 use serde_json::json;
 
 #[test]
@@ -14,16 +14,7 @@ fn node_sdk_grpc_http_proto_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/send.mjs");
-    let out = std::process::Command::new(node)
-        .args([script, &s.grpc, &s.otlp_http])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_client(&node, &[script, &s.grpc, &s.otlp_http]);
     s.wait_count(
         "SELECT count(*) FROM spans WHERE service_name = 'js-cart'",
         120,

@@ -2,7 +2,7 @@
 //! `.ci/run` installs them into a virtualenv and sets `GRAYLENS_TEST_PYTHON`
 //! to its interpreter; without it this test says so and does nothing.
 
-use crate::harness::Server;
+use crate::harness::{run_client, Server};
 
 #[test]
 fn python_sdk_grpc_and_http() {
@@ -15,16 +15,9 @@ fn python_sdk_grpc_and_http() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args(["--grpc", &s.grpc, "--http", &s.otlp_http])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_client(
+        &python,
+        &[script, "--grpc", &s.grpc, "--http", &s.otlp_http],
     );
     s.wait_count(
         "SELECT count(*) FROM spans WHERE service_name = 'py-checkout'",
