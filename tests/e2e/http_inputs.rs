@@ -111,6 +111,7 @@ fn json_mapping_gzip_and_bad_inputs() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.json::<Value>().unwrap(), json!({}));
+    s.wait_count("SELECT count(*) FROM spans", 1);
     let row = &s.rows(
         "SELECT trace_id, span_id, parent_span_id, service_name, service_version, rollout_role, traffic_lane, \
          span_kind, status_code, is_error, http_status_code, duration_ns, attributes['my.span.attr'] \
@@ -165,6 +166,8 @@ fn json_mapping_gzip_and_bad_inputs() {
         .as_str()
         .unwrap()
         .contains("missing time_unix_nano"));
+    // Acknowledged means queued: queryable within a second, not at once.
+    s.wait_count("SELECT count(*) FROM metrics", 5);
     let m = s.rows("SELECT metric_type, value, count, sum, bucket_counts, exp_positive_counts, quantile_values \
                     FROM metrics ORDER BY metric_name");
     assert_eq!(m.len(), 5);
@@ -189,6 +192,7 @@ fn json_mapping_gzip_and_bad_inputs() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
     assert_eq!(body["partialSuccess"]["rejectedLogRecords"], json!("1"));
+    s.wait_count("SELECT count(*) FROM logs", 2);
     assert_eq!(
         s.count("SELECT count(*) FROM logs WHERE rollout_role = 'baseline'"),
         2
