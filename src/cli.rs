@@ -21,6 +21,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run SQL offline over the Parquet segments of a data directory.
     Query(QueryArgs),
+    /// Compare a canary with its baseline offline, over a data directory.
+    Compare(CompareArgs),
     /// Ingest benchmark: send OTLP traces to a running server and report
     /// spans per CPU-second of the server (see README, Performance).
     Loadgen(LoadgenArgs),
@@ -81,6 +83,37 @@ pub struct QueryArgs {
     pub format: Format,
     /// One SQL query over `spans`, `logs` and `metrics`.
     pub sql: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Data directory written by `graylens serve`.
+    #[arg(long, env = "GRAYLENS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Service (`service.name`).
+    #[arg(long)]
+    pub service: String,
+    /// Baseline: a version, a role (`--by role`) or a lane (`--by lane`; "" is uncolored).
+    #[arg(long)]
+    pub baseline: String,
+    /// Canary, told apart from the baseline by `--by`.
+    #[arg(long)]
+    pub canary: String,
+    /// Which attribution column separates the two sides: version, role or lane.
+    #[arg(long, default_value = "version")]
+    pub by: String,
+    /// Start of the window (RFC 3339); all data when absent.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the window (RFC 3339, exclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Policy file (TOML); the built-in default policy when absent.
+    #[arg(long, env = "GRAYLENS_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -3,7 +3,7 @@
 
 use crate::cli::ServeArgs;
 use anyhow::{bail, Context};
-use graylens_analyzer::StoreConfig;
+use graylens_analyzer::{Policy, StoreConfig};
 use graylens_collector::{AttributionConfig, ReceiverConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -17,6 +17,33 @@ pub struct Config {
     pub store: StoreConfig,
     pub http: HttpConfig,
     pub pipeline: PipelineConfig,
+    pub analysis: AnalysisConfig,
+}
+
+/// Comparison and verdicts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// Policy (TOML) used by `/api/v1/compare` and `/api/v1/verdict`; the
+    /// built-in default (latency p50/p99 and error rate) when absent.
+    pub policy_file: Option<std::path::PathBuf>,
+}
+
+impl AnalysisConfig {
+    /// The policy to judge with, or what is wrong with it.
+    pub fn policy(&self) -> Result<Policy, String> {
+        load_policy(self.policy_file.as_deref())
+    }
+}
+
+/// Reads and validates a policy file; the default policy for `None`.
+pub fn load_policy(path: Option<&std::path::Path>) -> Result<Policy, String> {
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("policy file {}: {e}", path.display()))?;
+    Policy::from_toml(&text).map_err(|e| format!("policy file {}: {e}", path.display()))
 }
 
 /// The API / UI server.
@@ -63,6 +90,9 @@ impl Config {
         out.extend(self.store.problems());
         if self.pipeline.queue_capacity == 0 {
             out.push("pipeline.queue_capacity must be at least 1".into());
+        }
+        if let Err(e) = self.analysis.policy() {
+            out.push(e);
         }
         if self.http.query_threads == 0 {
             out.push("http.query_threads must be at least 1".into());

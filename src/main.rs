@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates.
 
 mod cli;
+mod compare;
 mod config;
 mod loadgen;
 mod query;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => config::load(&args).and_then(serve::run),
         cli::Command::Query(args) => query::run(args),
+        cli::Command::Compare(args) => compare::run(args),
         cli::Command::Loadgen(args) => loadgen::run(args),
     };
     match result {

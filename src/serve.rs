@@ -72,6 +72,7 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     let api = graylens_dashboards::router(ApiState {
         tables,
         query_runtime: query_rt,
+        policy: Arc::new(cfg.analysis.policy().map_err(anyhow::Error::msg)?),
     });
     let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));

@@ -9,6 +9,9 @@ pub enum Error {
     /// The user's query or request is wrong (bad SQL, unknown column): 400.
     #[error("{0}")]
     Query(String),
+    /// What the request names does not exist (unknown service or version): 404.
+    #[error("{0}")]
+    NotFound(String),
     /// The data directory cannot be read or written.
     #[error("data directory {path}: {source}")]
     Io {

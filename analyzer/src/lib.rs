@@ -10,7 +10,16 @@
 //!                  table.rs: StoreTable = hot snapshot ∪ Parquet files (one DataFusion table each)
 //!                                    ▼
 //!                  sql.rs: SessionContext with `spans`, `logs`, `metrics`; SQL → JSON rows
+//!                                    ▼
+//!                  compare/: one service, baseline vs canary (by version, role or lane):
+//!                            aggregate queries → histogram.rs (mergeable log buckets, ≤ 1% error)
+//!                                    ▼
+//!                  judge/: policy → per-metric anytime-valid decisions (stats/) → verdict with reasons
 //! ```
+//!
+//! `stats/` holds the tests themselves (Mann–Whitney, Hodges–Lehmann, Fisher,
+//! Welch, Holm/BH, Lindon–Malek count tests, quantile confidence sequences),
+//! each checked against SciPy reference values.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,13 +31,21 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compare;
 mod error;
+pub mod histogram;
+pub mod judge;
+pub mod services;
 pub mod sql;
+pub mod stats;
 pub mod store;
 mod table;
 pub mod writer;
 
+pub use compare::{compare, By, Comparison, Selector};
 pub use error::{Error, Result};
+pub use judge::{Decision, Policy};
+pub use services::{services, ServiceInfo};
 pub use sql::{QueryOutput, Tables};
 pub use store::{Store, StoreConfig, StoreStats};
 pub use writer::run_writer;

@@ -45,6 +45,13 @@ impl Tables {
         &self.ctx
     }
 
+    /// Runs a query graylens itself wrote: failures are internal errors.
+    pub(crate) async fn internal(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let run = async { self.ctx.sql(sql).await?.collect().await };
+        run.await
+            .map_err(|e| Error::Internal(format!("{e} (query: {sql})")))
+    }
+
     /// Runs one SQL statement. Only queries: DDL and DML are refused.
     pub async fn query(&self, sql: &str) -> Result<QueryOutput> {
         let opts = datafusion::execution::context::SQLOptions::new()

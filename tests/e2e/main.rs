@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `graylens` binary on 127.0.0.1 with port 0,
 //! fed by real OTLP clients; every count is checked through SQL.
 
+mod compare;
 mod harness;
 mod http_inputs;
 mod node_sdk;

@@ -1,13 +1,19 @@
 //! JSON API. Errors are `{"error": "..."}` with a 4xx/5xx status.
+//!
+//! - `GET /api/v1/health`, `POST /api/v1/sql` (this file)
+//! - `GET /api/v1/services`, `GET /api/v1/compare`, `GET /api/v1/verdict` ([`compare`])
+
+mod compare;
 
 use axum::extract::{rejection::JsonRejection, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use graylens_analyzer::{Error, Tables};
+use graylens_analyzer::{Error, Policy, Tables};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use tokio::runtime::Handle;
 
 /// What the API handlers share.
@@ -16,12 +22,17 @@ pub struct ApiState {
     pub tables: Tables,
     /// Runtime for queries, apart from the ingest runtime.
     pub query_runtime: Handle,
+    /// Policy of `/compare` and `/verdict` when the request names none.
+    pub policy: Arc<Policy>,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/services", get(compare::services))
+        .route("/api/v1/compare", get(compare::compare))
+        .route("/api/v1/verdict", get(compare::verdict))
         .with_state(state)
 }
 
@@ -36,7 +47,7 @@ struct SqlRequest {
 }
 
 /// An API error mapped to its status in one place.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -48,6 +59,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::Query(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            Error::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
             other => {
                 tracing::error!(error = %other, "query failed");
                 ApiError(
@@ -65,15 +77,19 @@ async fn sql(
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let tables = st.tables.clone();
-    let out = st
-        .query_runtime
-        .spawn(async move { tables.query(&req.sql).await })
-        .await
-        .map_err(|e| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("query task: {e}"),
-            )
-        })??;
+    let out = on_query_runtime(&st, async move { tables.query(&req.sql).await }).await??;
     Ok(Json(out).into_response())
+}
+
+/// Runs analysis work on the query runtime, away from ingestion.
+pub(crate) async fn on_query_runtime<T: Send + 'static>(
+    st: &ApiState,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    st.query_runtime.spawn(work).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("query task: {e}"),
+        )
+    })
 }

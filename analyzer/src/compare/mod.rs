@@ -1,0 +1,187 @@
+//! Comparison of a canary with its baseline for one service.
+//!
+//! ```text
+//!  Selector (service, baseline, canary, by, window)
+//!     │  observe.rs: one aggregate query over spans (latency buckets per operation) + one over logs
+//!     ▼
+//!  Observations ──► judge (policy): metrics, anytime-valid decisions, verdict
+//!     │         └─► report.rs: single-look tests for humans (Mann–Whitney, Hodges–Lehmann, Welch, Fisher)
+//!     ▼
+//!  Comparison (the JSON of GET /api/v1/compare)
+//! ```
+
+mod kayenta;
+mod lanes;
+mod observe;
+mod report;
+mod selector;
+
+pub use kayenta::kayenta;
+pub use lanes::{Contributor, LaneBreakdown, LaneLatency};
+pub use observe::{observe, values_seen, Observations, Side, Traffic, ENTRY_SPANS};
+pub use report::{OperationComparison, Report};
+pub use selector::{By, Selector};
+
+use crate::error::{Error, Result};
+use crate::judge::{judge, Judgement, MetricResult, Policy, SampleRatio, Verdict};
+use crate::sql::Tables;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Latency summary of one side, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean: Option<f64>,
+    /// Standard deviation, from the histogram's bucket representatives (≤ 1% error per value).
+    pub std: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// What one side did in the window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SideSummary {
+    /// The value of the `by` column (a version, a role or a lane).
+    pub version: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub latency_ms: LatencySummary,
+    pub log_records: u64,
+    pub log_errors: u64,
+}
+
+impl SideSummary {
+    fn of(value: &str, side: &Side) -> Self {
+        let t = &side.total;
+        let ms = |v: Option<f64>| v.map(|ns| ns / 1e6);
+        SideSummary {
+            version: value.to_string(),
+            requests: t.requests,
+            errors: t.errors,
+            error_rate: (t.requests > 0).then(|| t.errors as f64 / t.requests as f64),
+            latency_ms: LatencySummary {
+                p50: ms(t.latency.quantile(0.5)),
+                p90: ms(t.latency.quantile(0.9)),
+                p99: ms(t.latency.quantile(0.99)),
+                mean: ms(t.latency.mean()),
+                std: ms(t.latency.std()),
+                min: ms(t.latency.min()),
+                max: ms(t.latency.max()),
+            },
+            log_records: side.log_records,
+            log_errors: side.log_errors,
+        }
+    }
+}
+
+/// The window actually compared (`null` = unbounded).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Window {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The full comparison: summaries, judged metrics, verdict and the
+/// single-look report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    pub service: String,
+    pub by: By,
+    pub window: Window,
+    pub policy: String,
+    pub baseline: SideSummary,
+    pub canary: SideSummary,
+    pub metrics: Vec<MetricResult>,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<SampleRatio>,
+    pub report: Report,
+    pub operations: Vec<OperationComparison>,
+    /// `by = lane` only: colored against uncolored traces end to end, and the hops that account for the delta.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lanes: Option<LaneBreakdown>,
+}
+
+/// Compares the two sides of `sel` under `policy`.
+///
+/// Errors: [`Error::Query`] for a malformed selector; [`Error::NotFound`]
+/// when the service, or one side's value, was never seen at all (as opposed
+/// to not seen in the window, which is a `nodata` metric).
+pub async fn compare(tables: &Tables, sel: &Selector, policy: &Policy) -> Result<Comparison> {
+    let problems = sel.problems();
+    if !problems.is_empty() {
+        return Err(Error::Query(problems.join("; ")));
+    }
+    let obs = observe(tables, sel).await?;
+    if obs.baseline.total.requests == 0 || obs.canary.total.requests == 0 {
+        check_known(tables, sel).await?;
+    }
+    let mut c = assemble(sel, policy, &obs);
+    if sel.by == By::Lane {
+        c.lanes = Some(lanes::breakdown(tables, sel).await?);
+    }
+    Ok(c)
+}
+
+/// Judges observations that are already at hand (tests, simulations).
+pub fn assemble(sel: &Selector, policy: &Policy, obs: &Observations) -> Comparison {
+    let Judgement {
+        metrics,
+        verdict,
+        sample_ratio,
+    } = judge(policy, obs, (&sel.baseline, &sel.canary));
+    Comparison {
+        service: sel.service.clone(),
+        by: sel.by,
+        window: Window {
+            from: sel.from,
+            to: sel.to,
+        },
+        policy: policy.name.clone(),
+        baseline: SideSummary::of(&sel.baseline, &obs.baseline),
+        canary: SideSummary::of(&sel.canary, &obs.canary),
+        metrics,
+        verdict,
+        sample_ratio,
+        report: report::report(obs, policy.alpha),
+        operations: report::operations(obs, 20),
+        lanes: None,
+    }
+}
+
+async fn check_known(tables: &Tables, sel: &Selector) -> Result<()> {
+    let seen = values_seen(tables, &sel.service, sel.by).await?;
+    if seen.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no requests from service {:?} in the store",
+            sel.service
+        )));
+    }
+    let known: Vec<&str> = seen.iter().map(|(v, _)| v.as_str()).collect();
+    let unknown: Vec<&str> = [&sel.baseline, &sel.canary]
+        .into_iter()
+        .map(String::as_str)
+        .filter(|v| !known.contains(v))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::NotFound(format!(
+        "service {:?} has no {} {}; seen: {}",
+        sel.service,
+        sel.by.as_str(),
+        unknown
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        seen.iter()
+            .map(|(v, n)| format!("{v:?} ({n} requests)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}

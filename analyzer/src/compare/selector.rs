@@ -1,0 +1,146 @@
+//! What to compare: a service, two sides, how sides are told apart, a window.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which column tells the baseline from the canary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    /// `service_version`: two deployment versions.
+    #[default]
+    Version,
+    /// `rollout_role`: `baseline` versus `canary`.
+    Role,
+    /// `traffic_lane`: colored requests versus uncolored (empty lane) or another color.
+    Lane,
+}
+
+impl By {
+    /// The attribution column holding the side's value.
+    pub fn column(self) -> &'static str {
+        match self {
+            By::Version => "service_version",
+            By::Role => "rollout_role",
+            By::Lane => "traffic_lane",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Version => "version",
+            By::Role => "role",
+            By::Lane => "lane",
+        }
+    }
+}
+
+impl std::str::FromStr for By {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "version" => Ok(By::Version),
+            "role" => Ok(By::Role),
+            "lane" => Ok(By::Lane),
+            other => Err(format!("`by` must be version, role or lane, not {other:?}")),
+        }
+    }
+}
+
+/// One comparison request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selector {
+    pub service: String,
+    /// Value of the `by` column for the baseline (a version, `baseline`, or a lane; `""` is the uncolored lane).
+    pub baseline: String,
+    /// Value of the `by` column for the canary.
+    pub canary: String,
+    #[serde(default)]
+    pub by: By,
+    /// Inclusive start of the window; unbounded when absent.
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive end of the window; unbounded when absent.
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Selector {
+    /// Every problem with the request, for one precise error.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.service.is_empty() {
+            p.push("`service` is required".to_string());
+        }
+        if self.baseline == self.canary {
+            p.push(format!(
+                "baseline and canary are the same ({:?})",
+                self.baseline
+            ));
+        }
+        if self.by != By::Lane {
+            for (name, v) in [("baseline", &self.baseline), ("canary", &self.canary)] {
+                if v.is_empty() {
+                    p.push(format!("`{name}` is required"));
+                }
+            }
+        }
+        if let (Some(f), Some(t)) = (self.from, self.to) {
+            if f >= t {
+                p.push(format!("`from` ({f}) must be before `to` ({t})"));
+            }
+        }
+        p
+    }
+
+    /// The SQL predicate selecting this service, both sides and the window.
+    pub(crate) fn predicate(&self) -> String {
+        let col = self.by.column();
+        let mut w = format!(
+            "service_name = {} AND {col} IN ({}, {})",
+            quote(&self.service),
+            quote(&self.baseline),
+            quote(&self.canary)
+        );
+        if let Some(f) = self.from {
+            w.push_str(&format!(" AND time >= {}", timestamp(f)));
+        }
+        if let Some(t) = self.to {
+            w.push_str(&format!(" AND time < {}", timestamp(t)));
+        }
+        w
+    }
+}
+
+/// A SQL string literal.
+pub(crate) fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
+    format!(
+        "arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
+        t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_escaped_and_problems_listed_together() {
+        assert_eq!(quote("o'brien"), "'o''brien'");
+        let s = Selector {
+            service: String::new(),
+            baseline: "v1".into(),
+            canary: "v1".into(),
+            by: By::Version,
+            from: None,
+            to: None,
+        };
+        assert_eq!(s.problems().len(), 2);
+        assert_eq!("lane".parse::<By>(), Ok(By::Lane));
+        assert!("colour".parse::<By>().is_err());
+    }
+}

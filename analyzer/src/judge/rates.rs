@@ -1,0 +1,116 @@
+//! Error rates and log-error rates: decided by the Dirichlet–multinomial
+//! count test of Lindon & Malek on the errors, with each side's share of
+//! requests as exposure.
+//!
+//! Under "the canary's rate is at most (1 + tolerance) times the
+//! baseline's", an error falls on the canary with probability at most
+//! `ρ₀ = share_for_ratio(1 + rel, ρ)`, where ρ is the canary's share of
+//! requests; the one-sided test against ρ₀ gives an anytime-valid p-value.
+//! Assumption: errors are Poisson events whose rate per request is constant
+//! within a side; ρ is the observed request share (its sampling error is of
+//! order 1/√requests, far below the 1/√errors resolution of the test).
+//! The rate ratio's confidence sequence inverts the two-sided test.
+
+use super::{Classification, Evaluated, MetricResult, Policy, Samples, Tolerance};
+use crate::compare::Observations;
+use crate::judge::policy::{Direction, MetricKind, MetricRule};
+use crate::stats::sequential::{
+    dirichlet_multinomial, rate_ratio_confidence_sequence, share_for_ratio,
+};
+use crate::stats::Alternative;
+
+pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -> Evaluated {
+    let (nb, nc) = (obs.baseline.total.requests, obs.canary.total.requests);
+    let (eb, ec) = match rule.kind {
+        MetricKind::LogErrorRate => (obs.baseline.log_errors, obs.canary.log_errors),
+        _ => (obs.baseline.total.errors, obs.canary.total.errors),
+    };
+    let rate = |e: u64, n: u64| (n > 0).then(|| e as f64 / n as f64);
+    let (rb, rc) = (rate(eb, nb), rate(ec, nc));
+    let delta = rb.zip(rc).map(|(b, c)| c - b);
+    let (rel, abs) = (rule.tolerance_relative, rule.tolerance_absolute);
+    let mut result = MetricResult {
+        name: rule.name.clone(),
+        kind: rule.kind,
+        direction: rule.direction,
+        unit: if rule.kind == MetricKind::LogErrorRate {
+            "error logs per request"
+        } else {
+            "errors per request"
+        },
+        baseline: rb,
+        canary: rc,
+        delta,
+        relative_delta: rb.zip(delta).and_then(|(b, d)| (b > 0.0).then(|| d / b)),
+        ci: None,
+        ci_method: "anytime-valid rate-ratio confidence sequence times the baseline rate",
+        test: "anytime-valid Dirichlet-multinomial count test (Lindon & Malek 2022)",
+        p_value: None,
+        adjusted_p_value: None,
+        classification: Classification::Inconclusive,
+        samples: Samples {
+            baseline: nb,
+            canary: nc,
+        },
+        tolerance: Tolerance {
+            relative: rel,
+            absolute: abs,
+        },
+        critical: rule.critical,
+        weight: rule.weight,
+        reason: String::new(),
+        details: Default::default(),
+    };
+    if nb < rule.min_samples || nc < rule.min_samples {
+        return Evaluated {
+            result,
+            practically_worse: false,
+            bounded: false,
+        };
+    }
+    let k = policy.prior_concentration;
+    let rho = nc as f64 / (nb + nc) as f64;
+    let test = |ratio: f64, alt: Alternative| {
+        let share = share_for_ratio(ratio.max(1e-9), rho).clamp(1e-12, 1.0 - 1e-12);
+        dirichlet_multinomial(ec, eb, share, k, alt).map_or(1.0, |t| t.p_value)
+    };
+    let p_up = || test(1.0 + rel, Alternative::Greater);
+    let p_down = || test(1.0 - rel, Alternative::Less);
+    result.p_value = Some(match rule.direction {
+        Direction::Increase => p_up(),
+        Direction::Decrease => p_down(),
+        Direction::Either => (2.0 * p_up().min(p_down())).min(1.0),
+    });
+    let (lo, hi) = rate_ratio_confidence_sequence(ec, eb, rho, k, policy.alpha)
+        .unwrap_or((0.0, f64::INFINITY));
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let base = rb.unwrap_or(0.0);
+    if base > 0.0 {
+        result.ci = Some([finite(base * (lo - 1.0)), finite(base * (hi - 1.0))]);
+    }
+    result.details.insert(
+        "rate_ratio".into(),
+        serde_json::json!(rc.zip(rb).and_then(|(c, b)| finite(c / b))),
+    );
+    result.details.insert(
+        "rate_ratio_ci".into(),
+        serde_json::json!([finite(lo), finite(hi)]),
+    );
+    result.details.insert(
+        "errors".into(),
+        serde_json::json!({"baseline": eb, "canary": ec}),
+    );
+    let d = delta.unwrap_or(0.0);
+    let up_ok = hi <= 1.0 + rel || base * (hi - 1.0) <= abs;
+    let down_ok = lo >= 1.0 - rel || base * (1.0 - lo) <= abs;
+    let (practically_worse, bounded) = match rule.direction {
+        Direction::Increase => (d > abs, up_ok),
+        Direction::Decrease => (-d > abs, down_ok),
+        Direction::Either => (d.abs() > abs, up_ok && down_ok),
+    };
+    Evaluated {
+        result,
+        practically_worse,
+        bounded,
+    }
+}

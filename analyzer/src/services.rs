@@ -1,0 +1,112 @@
+//! What the store has seen: services, and per service the versions, rollout
+//! roles and traffic lanes with their request counts (`GET /api/v1/services`).
+
+use crate::compare::ENTRY_SPANS;
+use crate::error::{Error, Result};
+use crate::sql::Tables;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Requests and errors of one value (a version, role or lane).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Traffic {
+    pub value: String,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// One service and what it ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServiceInfo {
+    pub service: String,
+    pub requests: u64,
+    pub versions: Vec<Traffic>,
+    pub roles: Vec<Traffic>,
+    pub lanes: Vec<Traffic>,
+}
+
+/// Services seen in the window (all data when unbounded), busiest first;
+/// values within a service busiest first.
+pub async fn services(
+    tables: &Tables,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Vec<ServiceInfo>> {
+    let mut filter = ENTRY_SPANS.to_string();
+    let ts = |t: DateTime<Utc>| {
+        format!(
+            "arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
+            t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        )
+    };
+    if let Some(f) = from {
+        filter += &format!(" AND time >= {}", ts(f));
+    }
+    if let Some(t) = to {
+        filter += &format!(" AND time < {}", ts(t));
+    }
+    let sql = format!(
+        "SELECT service_name, service_version, rollout_role, traffic_lane, count(*), \
+         sum(CASE WHEN is_error THEN 1 ELSE 0 END) FROM spans WHERE {filter} GROUP BY 1, 2, 3, 4"
+    );
+    type Acc = (u64, [BTreeMap<String, (u64, u64)>; 3]);
+    let mut by_service: BTreeMap<String, Acc> = BTreeMap::new();
+    for b in tables.internal(&sql).await? {
+        let col = |i: usize, t: DataType| {
+            cast(b.column(i), &t).map_err(|e| Error::Internal(e.to_string()))
+        };
+        let strs: Vec<_> = (0..4)
+            .map(|i| col(i, DataType::Utf8))
+            .collect::<Result<_>>()?;
+        let (n, e) = (col(4, DataType::Int64)?, col(5, DataType::Int64)?);
+        let (n, e) = (n.as_primitive::<Int64Type>(), e.as_primitive::<Int64Type>());
+        for r in 0..b.num_rows() {
+            let s = |i: usize| {
+                let a = strs[i].as_string::<i32>();
+                if a.is_null(r) {
+                    String::new()
+                } else {
+                    a.value(r).to_string()
+                }
+            };
+            let (count, errors) = (n.value(r) as u64, e.value(r) as u64);
+            let entry = by_service.entry(s(0)).or_default();
+            entry.0 += count;
+            for (k, map) in entry.1.iter_mut().enumerate() {
+                let v = map.entry(s(k + 1)).or_default();
+                v.0 += count;
+                v.1 += errors;
+            }
+        }
+    }
+    let list = |m: &BTreeMap<String, (u64, u64)>| {
+        let mut v: Vec<Traffic> = m
+            .iter()
+            .map(|(value, (requests, errors))| Traffic {
+                value: value.clone(),
+                requests: *requests,
+                errors: *errors,
+            })
+            .collect();
+        v.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.value.cmp(&b.value)));
+        v
+    };
+    let mut out: Vec<ServiceInfo> = by_service
+        .into_iter()
+        .map(
+            |(service, (requests, [versions, roles, lanes]))| ServiceInfo {
+                service,
+                requests,
+                versions: list(&versions),
+                roles: list(&roles),
+                lanes: list(&lanes),
+            },
+        )
+        .collect();
+    out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.service.cmp(&b.service)));
+    Ok(out)
+}
