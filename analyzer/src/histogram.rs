@@ -153,7 +153,15 @@ impl LogHistogram {
         if self.count == 0 {
             return None;
         }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        self.bucket_at_rank(((q * self.count as f64).ceil() as u64).clamp(1, self.count))
+    }
+
+    /// The bucket holding the value of 1-based rank `rank` (clamped to the count).
+    fn bucket_at_rank(&self, rank: u64) -> Option<Option<i32>> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = rank.clamp(1, self.count);
         if rank <= self.zero {
             return Some(None);
         }
@@ -192,6 +200,26 @@ impl LogHistogram {
             f64::INFINITY
         } else {
             self.bucket_at_level(hi_level)?.map_or(0.0, upper_edge)
+        };
+        Some((lo, hi))
+    }
+
+    /// Conservative bounds on values of 1-based ranks: the lower edge of the
+    /// bucket of rank `lo_rank` (0 when `lo_rank` is 0) and the upper edge of
+    /// the bucket of rank `hi_rank` (+∞ when beyond the count).
+    pub fn rank_bounds(&self, lo_rank: u64, hi_rank: u64) -> Option<(f64, f64)> {
+        if self.count == 0 {
+            return None;
+        }
+        let lo = if lo_rank == 0 {
+            0.0
+        } else {
+            self.bucket_at_rank(lo_rank)?.map_or(0.0, lower_edge)
+        };
+        let hi = if hi_rank > self.count {
+            f64::INFINITY
+        } else {
+            self.bucket_at_rank(hi_rank)?.map_or(0.0, upper_edge)
         };
         Some((lo, hi))
     }

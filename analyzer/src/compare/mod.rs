@@ -13,12 +13,14 @@
 mod kayenta;
 mod lanes;
 mod observe;
+mod otlp_metrics;
 mod report;
 mod selector;
 
 pub use kayenta::kayenta;
 pub use lanes::{Contributor, LaneBreakdown, LaneLatency};
 pub use observe::{observe, values_seen, Observations, Side, Traffic, ENTRY_SPANS};
+pub use otlp_metrics::{BucketedValues, MetricSide};
 pub use report::{OperationComparison, Report};
 pub use selector::{By, Selector};
 
@@ -27,6 +29,11 @@ use crate::judge::{judge, Judgement, MetricResult, Policy, SampleRatio, Verdict}
 use crate::sql::Tables;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+/// The stand-in for "no upper edge" in OTLP buckets.
+pub(crate) fn otlp_unbounded() -> f64 {
+    otlp_metrics::UNBOUNDED
+}
 
 /// Latency summary of one side, in milliseconds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -116,7 +123,12 @@ pub async fn compare(tables: &Tables, sel: &Selector, policy: &Policy) -> Result
     if !problems.is_empty() {
         return Err(Error::Query(problems.join("; ")));
     }
-    let obs = observe(tables, sel).await?;
+    let names: Vec<String> = policy
+        .metrics
+        .iter()
+        .filter_map(|m| m.metric.clone())
+        .collect();
+    let obs = observe(tables, sel, &names).await?;
     if obs.baseline.total.requests == 0 || obs.canary.total.requests == 0 {
         check_known(tables, sel).await?;
     }

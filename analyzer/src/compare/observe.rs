@@ -45,6 +45,8 @@ pub struct Side {
     pub log_records: u64,
     /// Log records with severity ≥ ERROR (severity_number ≥ 17).
     pub log_errors: u64,
+    /// OTLP metrics the policy names, by metric name.
+    pub metrics: BTreeMap<String, super::otlp_metrics::MetricSide>,
 }
 
 /// Both sides.
@@ -60,7 +62,12 @@ pub struct Observations {
 /// one request several times.
 pub const ENTRY_SPANS: &str = "(span_kind IN (2, 5) OR parent_span_id IS NULL)";
 
-pub async fn observe(tables: &Tables, sel: &Selector) -> Result<Observations> {
+/// Reads both sides; `metric_names` are the OTLP metrics to collect too.
+pub async fn observe(
+    tables: &Tables,
+    sel: &Selector,
+    metric_names: &[String],
+) -> Result<Observations> {
     let col = sel.by.column();
     let pred = sel.predicate();
     let bucket = bucket_sql("duration_ns");
@@ -126,6 +133,9 @@ pub async fn observe(tables: &Tables, sel: &Selector) -> Result<Observations> {
             }
         }
     }
+    let [b, c] = super::otlp_metrics::observe_metrics(tables, sel, metric_names).await?;
+    obs.baseline.metrics = b;
+    obs.canary.metrics = c;
     Ok(obs)
 }
 

@@ -1,47 +1,85 @@
-//! Latency quantiles: decided by time-uniform quantile confidence sequences
-//! (Howard & Ramdas) on each side's histogram.
+//! Quantiles — of span latency, of an OTLP histogram metric, of gauge
+//! points — decided by time-uniform quantile confidence sequences (Howard &
+//! Ramdas, fixed-quantile beta-binomial form) on each side's histogram.
 //!
-//! With `t` requests on a side, its true q-quantile lies within the empirical
-//! quantiles at `q ± ε_t(α/2)` at every look (`stats::quantile_cs`); the
-//! histogram's bucket edges keep the bounds conservative. Then
+//! With `t` values on a side, its true q-quantile lies between the order
+//! statistics of the ranks given by `stats::quantile_cs::rank_bounds` at
+//! level `1 − α/2`, at every look; the histogram's bucket edges keep the
+//! bounds conservative. Then
 //! `delta ∈ [lo_c − hi_b, hi_c − lo_b]` at level 1 − α, for all looks at once.
 //! The anytime-valid p-value of "canary worse beyond tolerance" is the
 //! smallest α at which `lo_c > hi_b + max(rel·hi_b, abs)`.
 
 use super::{Classification, Evaluated, MetricResult, Policy, Samples, Tolerance};
-use crate::compare::Observations;
-use crate::histogram::LogHistogram;
-use crate::judge::policy::{Direction, MetricRule};
-use crate::stats::quantile_cs::quantile_levels;
+use crate::compare::{BucketedValues, Observations};
+use crate::judge::policy::{Direction, MetricKind, MetricRule};
+use crate::stats::quantile_cs::rank_bounds;
 
 const NS_PER_MS: f64 = 1e6;
 
-/// Bounds (ns) of a side's true q-quantile at level 1 − a, or None before `m` samples.
-fn bounds(h: &LogHistogram, q: f64, m: u64, a: f64) -> Option<(f64, f64)> {
-    let (lo, hi) = quantile_levels(q, h.count(), m, a)?;
-    h.quantile_bounds(lo, hi)
+/// Bounds (native unit) of a side's true q-quantile at level 1 − a, valid
+/// at every look: the low view's lower bound, the high view's upper bound.
+/// `k` is the prior concentration of the beta-binomial mixture.
+fn bounds(v: &BucketedValues, q: f64, k: f64, a: f64) -> Option<(f64, f64)> {
+    let (lo, hi) = rank_bounds(q, v.count(), a, k)?;
+    let low = v.low.rank_bounds(lo, hi)?.0;
+    let high = v.high.rank_bounds(lo, hi)?.1;
+    let high = if high >= crate::compare::otlp_unbounded() {
+        f64::INFINITY
+    } else {
+        high
+    };
+    Some((low, high))
 }
 
 pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -> Evaluated {
+    if rule.kind == MetricKind::Latency {
+        let (b, c) = (&obs.baseline.total.latency, &obs.canary.total.latency);
+        return quantile(
+            policy,
+            rule,
+            &BucketedValues::exact(b),
+            &BucketedValues::exact(c),
+            NS_PER_MS,
+            "ms".into(),
+        );
+    }
+    let name = rule.metric.as_deref().unwrap_or_default();
+    let empty = Default::default();
+    let (b, c) = (obs.baseline.metrics.get(name), obs.canary.metrics.get(name));
+    let unit = b.or(c).map(|m| m.unit.clone()).unwrap_or_default();
+    let values = |m: Option<&crate::compare::MetricSide>| m.map_or(&empty, |m| &m.values).clone();
+    quantile(policy, rule, &values(b), &values(c), 1.0, unit)
+}
+
+/// `scale`: native units per reported unit (1e6 for ns → ms).
+fn quantile(
+    policy: &Policy,
+    rule: &MetricRule,
+    b: &BucketedValues,
+    c: &BucketedValues,
+    scale: f64,
+    unit: String,
+) -> Evaluated {
     let q = rule.quantile.unwrap_or(0.5);
-    let (b, c) = (&obs.baseline.total.latency, &obs.canary.total.latency);
     let m = rule.min_samples;
-    let abs_ns = rule.tolerance_absolute * NS_PER_MS;
+    let k = policy.prior_concentration;
+    let abs_ns = rule.tolerance_absolute * scale;
     let rel = rule.tolerance_relative;
-    let qb = b.quantile(q);
-    let qc = c.quantile(q);
+    let qb = b.mid.quantile(q);
+    let qc = c.mid.quantile(q);
     let delta = qb.zip(qc).map(|(b, c)| c - b);
     let mut result = MetricResult {
         name: rule.name.clone(),
         kind: rule.kind,
         direction: rule.direction,
-        unit: "ms",
-        baseline: qb.map(|v| v / NS_PER_MS),
-        canary: qc.map(|v| v / NS_PER_MS),
-        delta: delta.map(|d| d / NS_PER_MS),
+        unit,
+        baseline: qb.map(|v| v / scale),
+        canary: qc.map(|v| v / scale),
+        delta: delta.map(|d| d / scale),
         relative_delta: qb.zip(delta).and_then(|(b, d)| (b > 0.0).then(|| d / b)),
         ci: None,
-        ci_method: "time-uniform DKW quantile confidence sequences (Howard & Ramdas 2022), per side at alpha/2",
+        ci_method: "beta-binomial quantile confidence sequences (Howard & Ramdas 2022), per side at alpha/2",
         test: "anytime-valid quantile confidence sequence",
         p_value: None,
         adjusted_p_value: None,
@@ -53,6 +91,11 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         reason: String::new(),
         details: Default::default(),
     };
+    if let Some(metric) = &rule.metric {
+        result
+            .details
+            .insert("metric".into(), serde_json::json!(metric));
+    }
     let enough = b.count() >= m && c.count() >= m;
     if !enough {
         return Evaluated {
@@ -65,7 +108,7 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
     // Rejects "not worse beyond tolerance" in `direction` at level a.
     let worse = |direction: Direction, a: f64| -> bool {
         let (Some((lo_b, hi_b)), Some((lo_c, hi_c))) =
-            (bounds(b, q, m, a / 2.0), bounds(c, q, m, a / 2.0))
+            (bounds(b, q, k, a / 2.0), bounds(c, q, k, a / 2.0))
         else {
             return false;
         };
@@ -83,8 +126,8 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
     };
     result.p_value = Some(p);
     let (Some((lo_b, hi_b)), Some((lo_c, hi_c))) = (
-        bounds(b, q, m, policy.alpha / 2.0),
-        bounds(c, q, m, policy.alpha / 2.0),
+        bounds(b, q, k, policy.alpha / 2.0),
+        bounds(c, q, k, policy.alpha / 2.0),
     ) else {
         return Evaluated {
             result,
@@ -93,7 +136,7 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         };
     };
     let (d_lo, d_hi) = (lo_c - hi_b, hi_c - lo_b);
-    let finite = |v: f64| v.is_finite().then_some(v / NS_PER_MS);
+    let finite = |v: f64| v.is_finite().then_some(v / scale);
     result.ci = Some([finite(d_lo), finite(d_hi)]);
     let base = qb.unwrap_or(0.0);
     let (up_ok, down_ok) = (d_hi <= tol(base), d_lo >= -tol(base));

@@ -56,7 +56,7 @@ pub struct MetricResult {
     pub kind: MetricKind,
     pub direction: Direction,
     /// Unit of `baseline`, `canary`, `delta` and `ci`.
-    pub unit: &'static str,
+    pub unit: String,
     pub baseline: Option<f64>,
     pub canary: Option<f64>,
     pub delta: Option<f64>,
@@ -109,8 +109,12 @@ pub fn judge(policy: &Policy, obs: &Observations, labels: (&str, &str)) -> Judge
         .metrics
         .iter()
         .map(|rule| match rule.kind {
-            MetricKind::Latency => latency::evaluate(policy, rule, obs),
-            MetricKind::ErrorRate | MetricKind::LogErrorRate => rates::evaluate(policy, rule, obs),
+            MetricKind::Latency | MetricKind::MetricHistogram | MetricKind::MetricGauge => {
+                latency::evaluate(policy, rule, obs)
+            }
+            MetricKind::ErrorRate | MetricKind::LogErrorRate | MetricKind::MetricCounter => {
+                rates::evaluate(policy, rule, obs)
+            }
         })
         .collect();
     // Holm over the metrics that could be tested at this look.
@@ -153,7 +157,13 @@ fn classify(policy: &Policy, e: &mut Evaluated, (baseline, canary): (&str, &str)
             (0, _) => format!("baseline ({baseline:?})"),
             _ => format!("canary ({canary:?})"),
         };
-        r.reason = format!("{}: no requests from the {missing} in the window", r.name);
+        let what = match (r.kind, r.details.get("metric").and_then(|m| m.as_str())) {
+            (MetricKind::MetricHistogram | MetricKind::MetricGauge, Some(m)) => {
+                format!("no points of metric {m:?}")
+            }
+            _ => "no requests".to_string(),
+        };
+        r.reason = format!("{}: {what} from the {missing} in the window", r.name);
         return;
     }
     if r.samples.baseline < min || r.samples.canary < min {

@@ -38,6 +38,25 @@ pub enum MetricKind {
     ErrorRate,
     /// Log records with severity ≥ ERROR per request.
     LogErrorRate,
+    /// An OTLP histogram or exponential-histogram metric (`metric`) at
+    /// `quantile`; tolerance in the metric's unit.
+    MetricHistogram,
+    /// The points of an OTLP gauge (or non-monotonic sum) at `quantile`
+    /// (default 0.5, the median); tolerance in the metric's unit.
+    MetricGauge,
+    /// The increments of an OTLP monotonic sum per request (a rate per
+    /// request, tested like the error rate).
+    MetricCounter,
+}
+
+impl MetricKind {
+    /// Whether the kind reads an OTLP metric named by `metric`.
+    pub fn is_otlp(self) -> bool {
+        matches!(
+            self,
+            MetricKind::MetricHistogram | MetricKind::MetricGauge | MetricKind::MetricCounter
+        )
+    }
 }
 
 /// One metric of the policy.
@@ -46,9 +65,13 @@ pub enum MetricKind {
 pub struct MetricRule {
     pub name: String,
     pub kind: MetricKind,
-    /// For `latency`: the quantile, in (0, 1).
+    /// For `latency` and `metric_histogram` (required) and `metric_gauge`
+    /// (default 0.5): the quantile, in (0, 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f64>,
+    /// For the `metric_*` kinds: the OTLP metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     #[serde(default = "increase")]
     pub direction: Direction,
     /// Relative change tolerated (0.1 = 10%).
@@ -133,6 +156,7 @@ impl Default for Policy {
             name: name.into(),
             kind: MetricKind::Latency,
             quantile: Some(q),
+            metric: None,
             direction: Direction::Increase,
             tolerance_relative: rel,
             tolerance_absolute: abs,
@@ -155,6 +179,7 @@ impl Default for Policy {
                     name: "error_rate".into(),
                     kind: MetricKind::ErrorRate,
                     quantile: None,
+                    metric: None,
                     direction: Direction::Increase,
                     tolerance_relative: 0.10,
                     tolerance_absolute: 0.001,
@@ -218,16 +243,29 @@ impl Policy {
                 p.push(format!("metric {:?} is listed twice", m.name));
             }
             match (m.kind, m.quantile) {
-                (MetricKind::Latency, Some(q)) if unit(q) => {}
-                (MetricKind::Latency, _) => p.push(format!(
-                    "metric {:?}: latency needs quantile in (0, 1)",
-                    m.name
-                )),
+                (MetricKind::Latency | MetricKind::MetricHistogram | MetricKind::MetricGauge, Some(q)) if unit(q) => {}
+                (MetricKind::MetricGauge, None) => {}
+                (MetricKind::Latency | MetricKind::MetricHistogram | MetricKind::MetricGauge, _) => {
+                    p.push(format!("metric {:?}: {} needs quantile in (0, 1)", m.name, kind_name(m.kind)))
+                }
                 (_, Some(_)) => p.push(format!(
-                    "metric {:?}: quantile applies to latency only",
+                    "metric {:?}: quantile applies to latency, metric_histogram and metric_gauge only",
                     m.name
                 )),
                 _ => {}
+            }
+            match (m.kind.is_otlp(), &m.metric) {
+                (true, Some(n)) if !n.is_empty() => {}
+                (true, _) => p.push(format!(
+                    "metric {:?}: {} needs `metric`, the OTLP metric name",
+                    m.name,
+                    kind_name(m.kind)
+                )),
+                (false, Some(_)) => p.push(format!(
+                    "metric {:?}: `metric` applies to the metric_* kinds only",
+                    m.name
+                )),
+                (false, None) => {}
             }
             if m.tolerance_relative < 0.0 || m.tolerance_absolute < 0.0 {
                 p.push(format!(
@@ -247,6 +285,13 @@ impl Policy {
         }
         p
     }
+}
+
+fn kind_name(k: MetricKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -279,7 +324,7 @@ mod tests {
             "alpha",
             "listed twice",
             "needs quantile",
-            "latency only",
+            "metric_histogram and metric_gauge only",
             "min_samples",
         ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
@@ -287,5 +332,12 @@ mod tests {
         assert!(Policy::from_toml("metrics = []\nbogus = 1")
             .unwrap_err()
             .contains("bogus"));
+        let err =
+            Policy::from_toml("[[metrics]]\nname = \"q\"\nkind = \"metric_counter\"").unwrap_err();
+        assert!(err.contains("metric_counter needs `metric`"), "{err}");
+        let err =
+            Policy::from_toml("[[metrics]]\nname = \"q\"\nkind = \"error_rate\"\nmetric = \"x\"")
+                .unwrap_err();
+        assert!(err.contains("applies to the metric_* kinds only"), "{err}");
     }
 }

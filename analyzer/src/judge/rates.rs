@@ -21,8 +21,14 @@ use crate::stats::Alternative;
 
 pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -> Evaluated {
     let (nb, nc) = (obs.baseline.total.requests, obs.canary.total.requests);
+    let increments = |s: &crate::compare::Side| {
+        s.metrics
+            .get(rule.metric.as_deref().unwrap_or_default())
+            .map_or(0, |m| m.increments.max(0.0).round() as u64)
+    };
     let (eb, ec) = match rule.kind {
         MetricKind::LogErrorRate => (obs.baseline.log_errors, obs.canary.log_errors),
+        MetricKind::MetricCounter => (increments(&obs.baseline), increments(&obs.canary)),
         _ => (obs.baseline.total.errors, obs.canary.total.errors),
     };
     let rate = |e: u64, n: u64| (n > 0).then(|| e as f64 / n as f64);
@@ -33,10 +39,12 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         name: rule.name.clone(),
         kind: rule.kind,
         direction: rule.direction,
-        unit: if rule.kind == MetricKind::LogErrorRate {
-            "error logs per request"
-        } else {
-            "errors per request"
+        unit: match rule.kind {
+            MetricKind::LogErrorRate => "error logs per request".into(),
+            MetricKind::MetricCounter => {
+                format!("{} per request", rule.metric.as_deref().unwrap_or_default())
+            }
+            _ => "errors per request".into(),
         },
         baseline: rb,
         canary: rc,
@@ -61,6 +69,11 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         reason: String::new(),
         details: Default::default(),
     };
+    if let Some(metric) = &rule.metric {
+        result
+            .details
+            .insert("metric".into(), serde_json::json!(metric));
+    }
     if nb < rule.min_samples || nc < rule.min_samples {
         return Evaluated {
             result,
@@ -97,7 +110,7 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         serde_json::json!([finite(lo), finite(hi)]),
     );
     result.details.insert(
-        "errors".into(),
+        "counts".into(),
         serde_json::json!({"baseline": eb, "canary": ec}),
     );
     let d = delta.unwrap_or(0.0);
