@@ -125,14 +125,23 @@ fn main() {
     let total = arg("--requests", 40_000);
     let step = arg("--step", 1_000);
     let policy = Policy::default();
-    let scenarios = [
-        ("A/A (canary = baseline)", GOOD),
+    // The same metrics with no tolerance at all: any detected change fails,
+    // so A/A runs show the false-alarm rate of the tests themselves.
+    let mut strict = Policy::default();
+    for m in &mut strict.metrics {
+        m.tolerance_relative = 0.0;
+        m.tolerance_absolute = 0.0;
+    }
+    let scenarios: [(&str, Behaviour, &Policy); 7] = [
+        ("A/A (canary = baseline)", GOOD, &policy),
+        ("A/A, zero tolerance", GOOD, &strict),
         (
             "p50 +30%",
             Behaviour {
                 median_ms: 26.0,
                 ..GOOD
             },
+            &policy,
         ),
         (
             "error rate 1% → 3%",
@@ -140,6 +149,7 @@ fn main() {
                 error_rate: 0.03,
                 ..GOOD
             },
+            &policy,
         ),
         (
             "5% of requests +200 ms (p99)",
@@ -148,6 +158,7 @@ fn main() {
                 tail_ms: 200.0,
                 ..GOOD
             },
+            &policy,
         ),
         (
             "p50 +5% (inside tolerance)",
@@ -155,14 +166,23 @@ fn main() {
                 median_ms: 21.0,
                 ..GOOD
             },
+            &policy,
+        ),
+        (
+            "p50 +5%, zero tolerance",
+            Behaviour {
+                median_ms: 21.0,
+                ..GOOD
+            },
+            &strict,
         ),
     ];
     println!("{runs} runs per scenario, {total} requests per run (10% canary), a verdict every {step} requests\n");
     println!("| scenario | graylens: runs failed | median canary requests at failure | naive peeking: runs failed |");
     println!("|---|---|---|---|");
-    for (name, canary) in scenarios {
+    for (name, canary, policy) in scenarios {
         let outcomes: Vec<Outcome> = (0..runs)
-            .map(|r| run(r + 1, canary, total, step, &policy))
+            .map(|r| run(r + 1, canary, total, step, policy))
             .collect();
         let mut at: Vec<u64> = outcomes.iter().filter_map(|o| o.failed_at).collect();
         at.sort_unstable();

@@ -176,11 +176,11 @@ fn classify(policy: &Policy, e: &mut Evaluated, (baseline, canary): (&str, &str)
     }
     let adjusted = r.adjusted_p_value.unwrap_or(1.0);
     let evidence = format!(
-        "{}; {} p = {} (Holm-adjusted {})",
+        "{}; {} p {} (Holm-adjusted p {})",
         describe(r),
         r.test,
-        sig(r.p_value.unwrap_or(1.0)),
-        sig(adjusted)
+        p_text(r.p_value.unwrap_or(1.0)),
+        p_text(adjusted)
     );
     if adjusted <= policy.alpha && e.practically_worse {
         r.classification = Classification::Fail;
@@ -238,6 +238,15 @@ fn tolerance(r: &MetricResult) -> String {
         sig(r.tolerance.absolute),
         r.unit
     )
+}
+
+/// A p-value for reasons; the search for p stops at 1e-15.
+fn p_text(p: f64) -> String {
+    if p <= 1e-15 {
+        "≤ 1e-15".into()
+    } else {
+        format!("= {}", sig(p))
+    }
 }
 
 /// A number with four significant digits, for reasons.
