@@ -39,13 +39,50 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         .build()?;
     let c = rt.block_on(async {
         let store = Store::open(cfg)?;
-        compare(&Tables::new(store)?, &sel, &policy).await
+        let bytes = store.disk_bytes();
+        let tables = Tables::new(store)?;
+        with_progress(compare(&tables, &sel, &policy), bytes).await
     })?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&c)?),
         Format::Table => print!("{}", render(&c)),
     }
     Ok(())
+}
+
+/// Runs `work`, showing on a terminal's stderr what is being scanned and
+/// for how long (DataFusion reports no fraction done, so this is a live
+/// elapsed-time line rather than a percentage).
+async fn with_progress<T>(work: impl std::future::Future<Output = T>, bytes: u64) -> T {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let start = std::time::Instant::now();
+    let mut work = std::pin::pin!(work);
+    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut i = 0;
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                eprint!("\r\x1b[2K");
+                return out;
+            }
+            _ = tick.tick() => {
+                if start.elapsed().as_millis() >= 500 {
+                    eprint!(
+                        "\r{} comparing over {:.1} MB of Parquet segments … {:.1} s",
+                        frames[i % frames.len()],
+                        bytes as f64 / 1e6,
+                        start.elapsed().as_secs_f64()
+                    );
+                    let _ = std::io::stderr().flush();
+                    i += 1;
+                }
+            }
+        }
+    }
 }
 
 fn num(v: Option<f64>) -> String {

@@ -1,27 +1,34 @@
-//! How often does the judge roll back a good canary, and how fast does it
-//! catch a bad one, when the rollout controller asks again and again?
+//! The judge as deployed, on simulated streams: how often it rolls back a
+//! good canary, and how fast it catches a bad one.
 //!
-//! Each run streams requests (90% baseline, 10% canary) and judges after
-//! every `--step` requests, up to `--requests`, with the default policy.
-//! A run "fails" at its first `fail` verdict. For contrast, the same looks
-//! are judged by the naive rule "single-look Mann–Whitney or Fisher p < 0.05"
-//! (what a fixed-horizon test gives when peeked at).
+//! Traffic arrives at `rps` requests per second, a share of it to the
+//! canary; every 10 s the judge (default policy, whole rollout as window)
+//! gives a verdict on everything seen so far, for up to `--hours` (1). A run
+//! "fails" at its first `fail` verdict. Latencies are log-normal (median
+//! 20 ms, σ = 0.5) rounded to whole milliseconds (ties); errors 1%.
 //!
 //! ```sh
-//! cargo run --release -p graylens-analyzer --example simulate -- --runs 200
+//! cargo run --release -p graylens-analyzer --example simulate -- --seed 1 --runs-aa 1000 --runs 200 --threads 2
 //! ```
 
-use graylens_analyzer::compare::{assemble, Observations, Side};
-use graylens_analyzer::{By, Decision, Policy, Selector};
+use graylens_analyzer::compare::{Observations, Side};
+use graylens_analyzer::judge::judge;
+use graylens_analyzer::stats::fisher::fisher_exact;
+use graylens_analyzer::stats::mann_whitney::mann_whitney_binned;
+use graylens_analyzer::stats::Alternative;
+use graylens_analyzer::{Decision, Policy};
+use statrs::distribution::{Beta, ContinuousCDF};
 
-struct Gen(u64);
-impl Gen {
+struct Rng(u64);
+impl Rng {
     fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
     fn normal(&mut self) -> f64 {
         let (u, v) = (self.uniform(), self.uniform());
@@ -29,86 +36,119 @@ impl Gen {
     }
 }
 
-/// How one version behaves.
+const MEDIAN_MS: f64 = 20.0;
+const SIGMA: f64 = 0.5;
+/// z of the 95th and 99th percentiles.
+const Z95: f64 = 1.644_853_626_951_472_2;
+const Z99: f64 = 2.326_347_874_040_841;
+
+/// What differs in the canary.
 #[derive(Clone, Copy)]
-struct Behaviour {
-    median_ms: f64,
-    error_rate: f64,
-    /// Share of requests that take `tail_ms` more.
-    tail_share: f64,
-    tail_ms: f64,
+enum Change {
+    None,
+    /// Error probability 1% → this.
+    Errors(f64),
+    /// Every latency times this.
+    Latency(f64),
+    /// Latencies above the p95 stretched so that p99 grows by this factor.
+    Tail(f64),
+    /// No change, but both versions' latency drifts ±50% over a day-like
+    /// cycle compressed into the hour.
+    Drift,
 }
 
-const GOOD: Behaviour = Behaviour {
-    median_ms: 20.0,
-    error_rate: 0.01,
-    tail_share: 0.0,
-    tail_ms: 0.0,
-};
-
-fn serve(g: &mut Gen, side: &mut Side, b: Behaviour) {
-    let mut ms = b.median_ms * (0.5 * g.normal()).exp();
-    if g.uniform() < b.tail_share {
-        ms += b.tail_ms;
+fn request(rng: &mut Rng, side: &mut Side, change: Change, canary: bool, t_secs: f64) {
+    let mut ms = MEDIAN_MS * (SIGMA * rng.normal()).exp();
+    let mut p_err = 0.01;
+    match (change, canary) {
+        (Change::Drift, _) => {
+            ms *= 1.0 + 0.5 * (2.0 * std::f64::consts::PI * t_secs / 3600.0).sin()
+        }
+        (Change::Errors(p), true) => p_err = p,
+        (Change::Latency(f), true) => ms *= f,
+        (Change::Tail(f), true) => {
+            let (p95, p99) = (
+                MEDIAN_MS * (SIGMA * Z95).exp(),
+                MEDIAN_MS * (SIGMA * Z99).exp(),
+            );
+            if ms > p95 {
+                ms = p95 + (ms - p95) * (p99 * f - p95) / (p99 - p95);
+            }
+        }
+        _ => {}
     }
-    let ns = ms * 1e6;
+    let ms = ms.round().max(1.0);
     let t = &mut side.total;
     t.requests += 1;
-    t.latency.record(ns);
-    t.ln_sum += ns.ln();
-    t.ln_sq_sum += ns.ln() * ns.ln();
-    t.ln_count += 1;
-    if g.uniform() < b.error_rate {
+    t.latency.record(ms * 1e6);
+    if rng.uniform() < p_err {
         t.errors += 1;
     }
 }
 
-struct Outcome {
-    failed_at: Option<u64>,
-    naive_failed: bool,
-}
-
-fn run(seed: u64, canary: Behaviour, total: u64, step: u64, policy: &Policy) -> Outcome {
-    let sel = Selector {
-        service: "s".into(),
-        baseline: "v1".into(),
-        canary: "v2".into(),
-        by: By::Version,
-        from: None,
-        to: None,
-    };
-    let mut g = Gen(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
+/// Seconds until the first `fail` (None within the horizon), and whether
+/// the naive rule — single-look Mann–Whitney or Fisher p < 0.05 at any
+/// look — fired (checked only when `naive`).
+fn run(
+    seed: u64,
+    change: Change,
+    rps: u64,
+    share: f64,
+    horizon_s: u64,
+    policy: &Policy,
+    naive: bool,
+) -> (Option<u64>, bool) {
+    let mut rng = Rng(seed);
     let mut obs = Observations::default();
-    let mut out = Outcome {
-        failed_at: None,
-        naive_failed: false,
-    };
-    for n in 1..=total {
-        if g.uniform() < 0.1 {
-            serve(&mut g, &mut obs.canary, canary);
-        } else {
-            serve(&mut g, &mut obs.baseline, GOOD);
+    let mut naive_fired = false;
+    const TICK: u64 = 10;
+    for tick in 1..=horizon_s / TICK {
+        for i in 0..rps * TICK {
+            let t = (tick - 1) as f64 * TICK as f64 + i as f64 / rps as f64;
+            let canary = rng.uniform() < share;
+            let side = if canary {
+                &mut obs.canary
+            } else {
+                &mut obs.baseline
+            };
+            request(&mut rng, side, change, canary, t);
         }
-        if n % step != 0 {
-            continue;
+        if naive && !naive_fired {
+            let (b, c) = (&obs.baseline.total, &obs.canary.total);
+            let (cb, cc, _) = b.latency.aligned(&c.latency);
+            let mwu = mann_whitney_binned(&cc, &cb, Alternative::TwoSided, true)
+                .map_or(1.0, |r| r.p_value);
+            let fisher = fisher_exact(
+                [
+                    [c.errors, c.requests - c.errors],
+                    [b.errors, b.requests - b.errors],
+                ],
+                Alternative::TwoSided,
+            )
+            .p_value;
+            naive_fired = mwu < 0.05 || fisher < 0.05;
         }
-        let c = assemble(&sel, policy, &obs);
-        if c.verdict.decision == Decision::Fail && out.failed_at.is_none() {
-            out.failed_at = Some(obs.canary.total.requests);
-        }
-        let p = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|v| v["p_value"].as_f64())
-                .unwrap_or(1.0)
-        };
-        if p(&c.report.mann_whitney) < 0.05 || p(&c.report.fisher_errors) < 0.05 {
-            out.naive_failed = true;
-        }
-        if out.failed_at.is_some() && out.naive_failed {
-            break;
+        if judge(policy, &obs, ("baseline", "canary")).verdict.decision == Decision::Fail {
+            return (Some(tick * TICK), naive_fired);
         }
     }
-    out
+    (None, naive_fired)
+}
+
+/// Clopper–Pearson 95% interval for `x` successes in `n`.
+fn clopper_pearson(x: u64, n: u64) -> (f64, f64) {
+    let (xf, nf) = (x as f64, n as f64);
+    let lo = if x == 0 {
+        0.0
+    } else {
+        Beta::new(xf, nf - xf + 1.0).unwrap().inverse_cdf(0.025)
+    };
+    let hi = if x == n {
+        1.0
+    } else {
+        Beta::new(xf + 1.0, nf - xf).unwrap().inverse_cdf(0.975)
+    };
+    (lo, hi)
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -121,78 +161,84 @@ fn arg(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    let runs = arg("--runs", 100);
-    let total = arg("--requests", 40_000);
-    let step = arg("--step", 1_000);
+    let seed = arg("--seed", 1);
+    let runs_aa = arg("--runs-aa", 1000);
+    let runs = arg("--runs", 200);
+    let horizon = arg("--hours", 1) * 3600;
+    let threads = arg("--threads", 2).max(1);
     let policy = Policy::default();
-    // The same metrics with no tolerance at all: any detected change fails,
-    // so A/A runs show the false-alarm rate of the tests themselves.
-    let mut strict = Policy::default();
-    for m in &mut strict.metrics {
-        m.tolerance_relative = 0.0;
-        m.tolerance_absolute = 0.0;
+    println!(
+        "seed {seed}; a verdict every 10 s for up to {horizon} s; default policy; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
+    );
+    println!("| scenario | rps | canary share | runs | runs failed (95% Clopper–Pearson) | median time to fail | p90 time to fail | naive peeking: runs failed |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut rows: Vec<(&str, Change, u64, f64, u64)> = Vec::new();
+    for (rps, share) in [(100, 0.05), (100, 0.5), (1000, 0.05), (1000, 0.5)] {
+        rows.push(("A/A", Change::None, rps, share, runs_aa));
     }
-    let scenarios: [(&str, Behaviour, &Policy); 7] = [
-        ("A/A (canary = baseline)", GOOD, &policy),
-        ("A/A, zero tolerance", GOOD, &strict),
+    rows.push(("A/A with diurnal drift", Change::Drift, 100, 0.5, runs_aa));
+    for (name, change) in [
+        ("errors 1% → 1.5%", Change::Errors(0.015)),
+        ("latency +10% everywhere", Change::Latency(1.1)),
         (
-            "p50 +30%",
-            Behaviour {
-                median_ms: 26.0,
-                ..GOOD
-            },
-            &policy,
+            "p99 +10% only (tail above p95 stretched)",
+            Change::Tail(1.1),
         ),
-        (
-            "error rate 1% → 3%",
-            Behaviour {
-                error_rate: 0.03,
-                ..GOOD
-            },
-            &policy,
-        ),
-        (
-            "5% of requests +200 ms (p99)",
-            Behaviour {
-                tail_share: 0.05,
-                tail_ms: 200.0,
-                ..GOOD
-            },
-            &policy,
-        ),
-        (
-            "p50 +5% (inside tolerance)",
-            Behaviour {
-                median_ms: 21.0,
-                ..GOOD
-            },
-            &policy,
-        ),
-        (
-            "p50 +5%, zero tolerance",
-            Behaviour {
-                median_ms: 21.0,
-                ..GOOD
-            },
-            &strict,
-        ),
-    ];
-    println!("{runs} runs per scenario, {total} requests per run (10% canary), a verdict every {step} requests\n");
-    println!("| scenario | graylens: runs failed | median canary requests at failure | naive peeking: runs failed |");
-    println!("|---|---|---|---|");
-    for (name, canary, policy) in scenarios {
-        let outcomes: Vec<Outcome> = (0..runs)
-            .map(|r| run(r + 1, canary, total, step, policy))
-            .collect();
-        let mut at: Vec<u64> = outcomes.iter().filter_map(|o| o.failed_at).collect();
-        at.sort_unstable();
-        let median = at
-            .get(at.len() / 2)
-            .map_or("-".to_string(), |v| v.to_string());
-        let naive = outcomes.iter().filter(|o| o.naive_failed).count();
+    ] {
+        for (rps, share) in [(100, 0.05), (100, 0.5), (1000, 0.05), (1000, 0.5)] {
+            rows.push((name, change, rps, share, runs));
+        }
+    }
+    for (i, (name, change, rps, share, n)) in rows.into_iter().enumerate() {
+        // Runs are independent: spread them over `--threads` workers.
+        let run_seed = |r: u64| {
+            seed.wrapping_mul(1_000_003)
+                .wrapping_add((i as u64) << 32)
+                .wrapping_add(r)
+        };
+        let naive = matches!(change, Change::None | Change::Drift);
+        let outcomes: Vec<(Option<u64>, bool)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|w| {
+                    let policy = &policy;
+                    scope.spawn(move || {
+                        (w..n)
+                            .step_by(threads as usize)
+                            .map(|r| run(run_seed(r), change, rps, share, horizon, policy, naive))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|h| h.join().expect("worker"))
+                .collect()
+        });
+        let mut times: Vec<u64> = outcomes.iter().filter_map(|o| o.0).collect();
+        let naive_failed = outcomes.iter().filter(|o| o.1).count();
+        let naive_text = if naive {
+            format!("{naive_failed}/{n}")
+        } else {
+            "-".into()
+        };
+        times.sort_unstable();
+        let failed = times.len() as u64;
+        let (lo, hi) = clopper_pearson(failed, n);
+        // Quantiles over all runs; a run that never failed counts as "not within the horizon".
+        let q = |p: f64| {
+            let k = ((p * n as f64).ceil() as usize).max(1);
+            times
+                .get(k - 1)
+                .map_or(format!("> {horizon} s"), |t| format!("{t} s"))
+        };
         println!(
-            "| {name} | {}/{runs} | {median} | {naive}/{runs} |",
-            at.len()
+            "| {name} | {rps} | {:.0}% | {n} | {failed} ({:.2}%, [{:.2}%, {:.2}%]) | {} | {} | {naive_text} |",
+            share * 100.0,
+            100.0 * failed as f64 / n as f64,
+            100.0 * lo,
+            100.0 * hi,
+            q(0.5),
+            q(0.9)
         );
     }
 }

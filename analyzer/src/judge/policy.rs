@@ -173,8 +173,8 @@ impl Default for Policy {
             strict_pass: false,
             fail_below: fail_below(),
             metrics: vec![
-                latency("latency_p50", 0.5, 0.10, 1.0),
-                latency("latency_p99", 0.99, 0.20, 5.0),
+                latency("latency_p50", 0.5, 0.05, 1.0),
+                latency("latency_p99", 0.99, 0.05, 2.0),
                 MetricRule {
                     name: "error_rate".into(),
                     kind: MetricKind::ErrorRate,
