@@ -42,23 +42,54 @@ pub fn bucket_sql(column: &str) -> String {
     )
 }
 
-fn lower_edge(key: i32) -> f64 {
-    gamma().powi(key - 1)
-}
-
-fn upper_edge(key: i32) -> f64 {
-    gamma().powi(key)
-}
-
 fn representative(key: i32) -> f64 {
     2.0 * gamma().powi(key) / (gamma() + 1.0)
+}
+
+/// The value standing for a bucket: its representative, kept within the
+/// values the bucket actually received.
+fn value_of(key: i32, b: &Bucket) -> f64 {
+    representative(key).clamp(b.min, b.max)
+}
+
+/// One bucket: its count and the smallest and largest value it received.
+/// The extremes are exact and merge exactly, so quantile bounds can use
+/// them instead of the bucket's 2%-wide edges (with millisecond-rounded
+/// latencies a bucket often holds a single value).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct Bucket {
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl Bucket {
+    fn absorb(&mut self, count: u64, min: f64, max: f64) {
+        if self.count == 0 {
+            (self.min, self.max) = (min, max);
+        } else {
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+        self.count += count;
+    }
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket {
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
 }
 
 /// A histogram of non-negative values (latencies in nanoseconds, say).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogHistogram {
     zero: u64,
-    buckets: BTreeMap<i32, u64>,
+    buckets: BTreeMap<i32, Bucket>,
     count: u64,
     sum: f64,
     min: f64,
@@ -82,7 +113,7 @@ impl LogHistogram {
             return;
         }
         match key {
-            Some(k) => *self.buckets.entry(k).or_default() += count,
+            Some(k) => self.buckets.entry(k).or_default().absorb(count, min, max),
             None => self.zero += count,
         }
         if self.count == 0 {
@@ -109,8 +140,11 @@ impl LogHistogram {
             self.max = self.max.max(other.max);
         }
         self.zero += other.zero;
-        for (k, c) in &other.buckets {
-            *self.buckets.entry(*k).or_default() += c;
+        for (k, b) in &other.buckets {
+            self.buckets
+                .entry(*k)
+                .or_default()
+                .absorb(b.count, b.min, b.max);
         }
         self.count += other.count;
         self.sum += other.sum;
@@ -134,7 +168,7 @@ impl LogHistogram {
         let var = self
             .buckets
             .iter()
-            .map(|(k, c)| *c as f64 * (representative(*k) - mean).powi(2))
+            .map(|(k, b)| b.count as f64 * (value_of(*k, b) - mean).powi(2))
             .sum::<f64>()
             + self.zero as f64 * mean * mean;
         Some((var / self.count as f64).sqrt())
@@ -166,8 +200,8 @@ impl LogHistogram {
             return Some(None);
         }
         let mut seen = self.zero;
-        for (k, c) in &self.buckets {
-            seen += c;
+        for (k, b) in &self.buckets {
+            seen += b.count;
             if seen >= rank {
                 return Some(Some(*k));
             }
@@ -175,16 +209,27 @@ impl LogHistogram {
         Some(self.buckets.keys().next_back().copied())
     }
 
+    /// Smallest and largest value of a bucket (the zero bucket counts as 0).
+    fn extent(&self, key: Option<i32>) -> (f64, f64) {
+        match key.and_then(|k| self.buckets.get(&k)) {
+            Some(b) => (b.min, b.max),
+            None => (0.0, 0.0),
+        }
+    }
+
     /// The `q`-quantile (smallest value with empirical CDF ≥ q), within 1%.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let key = self.bucket_at_level(q)?;
-        let v = key.map_or(0.0, representative);
+        let v = match key.and_then(|k| self.buckets.get(&k).map(|b| (k, b))) {
+            Some((k, b)) => value_of(k, b),
+            None => 0.0,
+        };
         Some(v.clamp(self.min, self.max))
     }
 
     /// Conservative bounds on the true quantile from the empirical quantiles
-    /// at levels `lo_level` and `hi_level` (see `stats::quantile_cs`): the
-    /// lower edge of the first bucket, the upper edge of the second.
+    /// at levels `lo_level` and `hi_level`: the smallest value of the first
+    /// bucket, the largest of the second.
     /// A level `≤ 0` gives 0 (values are non-negative), a level `> 1`
     /// gives +∞ (no upper bound yet).
     pub fn quantile_bounds(&self, lo_level: f64, hi_level: f64) -> Option<(f64, f64)> {
@@ -194,19 +239,19 @@ impl LogHistogram {
         let lo = if lo_level <= 0.0 {
             0.0
         } else {
-            self.bucket_at_level(lo_level)?.map_or(0.0, lower_edge)
+            self.extent(self.bucket_at_level(lo_level)?).0
         };
         let hi = if hi_level > 1.0 {
             f64::INFINITY
         } else {
-            self.bucket_at_level(hi_level)?.map_or(0.0, upper_edge)
+            self.extent(self.bucket_at_level(hi_level)?).1
         };
         Some((lo, hi))
     }
 
-    /// Conservative bounds on values of 1-based ranks: the lower edge of the
-    /// bucket of rank `lo_rank` (0 when `lo_rank` is 0) and the upper edge of
-    /// the bucket of rank `hi_rank` (+∞ when beyond the count).
+    /// Conservative bounds on the values of 1-based ranks: the smallest value
+    /// of the bucket of rank `lo_rank` (0 when `lo_rank` is 0) and the largest
+    /// of the bucket of rank `hi_rank` (+∞ when beyond the count).
     pub fn rank_bounds(&self, lo_rank: u64, hi_rank: u64) -> Option<(f64, f64)> {
         if self.count == 0 {
             return None;
@@ -214,12 +259,12 @@ impl LogHistogram {
         let lo = if lo_rank == 0 {
             0.0
         } else {
-            self.bucket_at_rank(lo_rank)?.map_or(0.0, lower_edge)
+            self.extent(self.bucket_at_rank(lo_rank)?).0
         };
         let hi = if hi_rank > self.count {
             f64::INFINITY
         } else {
-            self.bucket_at_rank(hi_rank)?.map_or(0.0, upper_edge)
+            self.extent(self.bucket_at_rank(hi_rank)?).1
         };
         Some((lo, hi))
     }
@@ -239,8 +284,8 @@ impl LogHistogram {
         let mut b = vec![other.zero];
         let mut values = vec![0.0];
         for k in keys {
-            a.push(self.buckets.get(&k).copied().unwrap_or(0));
-            b.push(other.buckets.get(&k).copied().unwrap_or(0));
+            a.push(self.buckets.get(&k).map_or(0, |b| b.count));
+            b.push(other.buckets.get(&k).map_or(0, |b| b.count));
             values.push(representative(k));
         }
         (a, b, values)
@@ -250,15 +295,15 @@ impl LogHistogram {
     pub fn weighted(&self) -> Weighted {
         Weighted::from_pairs(
             std::iter::once((0.0, self.zero))
-                .chain(self.buckets.iter().map(|(k, c)| (representative(*k), *c))),
+                .chain(self.buckets.iter().map(|(k, b)| (value_of(*k, b), b.count))),
         )
     }
 
-    /// `(upper edge, count)` per non-empty bucket, zero bucket first with edge 0.
+    /// `(largest value, count)` per non-empty bucket, zero bucket first with 0.
     pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         std::iter::once((0.0, self.zero))
             .filter(|b| b.1 > 0)
-            .chain(self.buckets.iter().map(|(k, c)| (upper_edge(*k), *c)))
+            .chain(self.buckets.iter().map(|(_, b)| (b.max, b.count)))
     }
 }
 

@@ -150,6 +150,24 @@ fn regressed_canary_fails_and_identical_versions_pass() {
         assert!(!p50[key].is_null(), "{key} missing in {p50:#}");
     }
     assert_eq!(c["operations"].as_array().unwrap().len(), 2);
+    // Per-side intervals bracket the estimates.
+    for side in ["baseline", "canary"] {
+        let s = &c[side];
+        for (q, iv) in [("p50", "p50_ms"), ("p99", "p99_ms")] {
+            let (v, iv) = (s["latency_ms"][q].as_f64().unwrap(), &s["intervals"][iv]);
+            assert!(iv[0].as_f64().unwrap() <= v, "{side} {q}: {iv} vs {v}");
+            assert!(
+                iv[1].as_f64().is_none_or(|hi| v <= hi),
+                "{side} {q}: {iv} vs {v}"
+            );
+        }
+        let rate = s["error_rate"].as_f64().unwrap();
+        let iv = &s["intervals"]["error_rate"];
+        assert!(
+            iv[0].as_f64().unwrap() <= rate && rate <= iv[1].as_f64().unwrap(),
+            "{iv} vs {rate}"
+        );
+    }
     assert!(c["report"]["mann_whitney"]["p_value"].as_f64().unwrap() < 1e-6);
 
     // The same comparison as Kayenta's judge result.

@@ -59,10 +59,60 @@ pub struct SideSummary {
     pub latency_ms: LatencySummary,
     pub log_records: u64,
     pub log_errors: u64,
+    /// Intervals at level 1 − alpha: quantiles by the anytime-valid
+    /// confidence sequence, the mean by Student's t (one look), the error
+    /// rate by Wilson's score interval (one look). `null` ends are unbounded.
+    pub intervals: SideIntervals,
+}
+
+/// Confidence intervals of one side's summary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SideIntervals {
+    pub p50_ms: Option<[Option<f64>; 2]>,
+    pub p90_ms: Option<[Option<f64>; 2]>,
+    pub p99_ms: Option<[Option<f64>; 2]>,
+    pub mean_ms: Option<[f64; 2]>,
+    pub error_rate: Option<[f64; 2]>,
+}
+
+impl SideIntervals {
+    fn of(t: &Traffic, alpha: f64, k: f64) -> Self {
+        use crate::stats::quantile_cs::rank_bounds;
+        let n = t.latency.count();
+        let quantile = |q: f64| {
+            let (lo, hi) = rank_bounds(q, n, alpha, k)?;
+            let (lo, hi) = t.latency.rank_bounds(lo, hi)?;
+            let end = |v: f64| v.is_finite().then_some(v / 1e6);
+            Some([end(lo), end(hi)])
+        };
+        let mean_ms = (n >= 2).then(|| {
+            use statrs::distribution::{ContinuousCDF, StudentsT};
+            let (mean, sd) = (
+                t.latency.mean().unwrap_or(0.0),
+                t.latency.std().unwrap_or(0.0),
+            );
+            let q = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+                .map_or(1.96, |d| d.inverse_cdf(1.0 - alpha / 2.0));
+            let half = q * sd / (n as f64).sqrt();
+            [(mean - half) / 1e6, (mean + half) / 1e6]
+        });
+        let z = crate::stats::normal_quantile(1.0 - alpha / 2.0);
+        let error_rate = (t.requests > 0).then(|| {
+            let (lo, hi) = crate::stats::proportions::wilson(t.errors, t.requests, z);
+            [lo, hi]
+        });
+        SideIntervals {
+            p50_ms: quantile(0.5),
+            p90_ms: quantile(0.9),
+            p99_ms: quantile(0.99),
+            mean_ms,
+            error_rate,
+        }
+    }
 }
 
 impl SideSummary {
-    fn of(value: &str, side: &Side) -> Self {
+    fn of(value: &str, side: &Side, alpha: f64, k: f64) -> Self {
         let t = &side.total;
         let ms = |v: Option<f64>| v.map(|ns| ns / 1e6);
         SideSummary {
@@ -81,6 +131,7 @@ impl SideSummary {
             },
             log_records: side.log_records,
             log_errors: side.log_errors,
+            intervals: SideIntervals::of(t, alpha, k),
         }
     }
 }
@@ -154,8 +205,18 @@ pub fn assemble(sel: &Selector, policy: &Policy, obs: &Observations) -> Comparis
             to: sel.to,
         },
         policy: policy.name.clone(),
-        baseline: SideSummary::of(&sel.baseline, &obs.baseline),
-        canary: SideSummary::of(&sel.canary, &obs.canary),
+        baseline: SideSummary::of(
+            &sel.baseline,
+            &obs.baseline,
+            policy.alpha,
+            policy.prior_concentration,
+        ),
+        canary: SideSummary::of(
+            &sel.canary,
+            &obs.canary,
+            policy.alpha,
+            policy.prior_concentration,
+        ),
         metrics,
         verdict,
         sample_ratio,

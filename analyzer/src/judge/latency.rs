@@ -4,8 +4,8 @@
 //!
 //! With `t` values on a side, its true q-quantile lies between the order
 //! statistics of the ranks given by `stats::quantile_cs::rank_bounds` at
-//! level `1 − α/2`, at every look; the histogram's bucket edges keep the
-//! bounds conservative. Then
+//! level `1 − α/2`, at every look; each bucket's exact smallest and largest
+//! values keep the bounds conservative. Then
 //! `delta ∈ [lo_c − hi_b, hi_c − lo_b]` at level 1 − α, for all looks at once.
 //! The anytime-valid p-value of "canary worse beyond tolerance" is the
 //! smallest α at which `lo_c > hi_b + max(rel·hi_b, abs)`.
