@@ -303,7 +303,7 @@ impl LogHistogram {
     pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         std::iter::once((0.0, self.zero))
             .filter(|b| b.1 > 0)
-            .chain(self.buckets.iter().map(|(_, b)| (b.max, b.count)))
+            .chain(self.buckets.values().map(|b| (b.max, b.count)))
     }
 }
 
