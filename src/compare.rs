@@ -2,14 +2,12 @@
 
 use crate::cli::{CompareArgs, Format};
 use crate::config::load_policy;
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use chrono::{DateTime, Utc};
-use graylens_analyzer::{compare, Comparison, Selector, Store, StoreConfig, Tables};
+use graylens_analyzer::{compare, Comparison, Selector, Store, Tables};
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    if !args.data_dir.is_dir() {
-        bail!("--data-dir {} is not a directory", args.data_dir.display());
-    }
+    let cfg = crate::query::offline_store(&args.data_dir)?;
     let policy = load_policy(args.policy.as_deref()).map_err(|e| anyhow!(e))?;
     let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<DateTime<Utc>>> {
         v.as_deref()
@@ -27,12 +25,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         by: args.by.parse().map_err(|e: String| anyhow!(e))?,
         from: time("--from", &args.from)?,
         to: time("--to", &args.to)?,
-    };
-    // retention_hours = 0: an offline run never deletes anything.
-    let cfg = StoreConfig {
-        data_dir: args.data_dir.clone(),
-        retention_hours: 0,
-        ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

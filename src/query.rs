@@ -5,16 +5,21 @@ use anyhow::bail;
 use graylens_analyzer::{Store, StoreConfig, Tables};
 use serde_json::Value;
 
-pub fn run(args: QueryArgs) -> anyhow::Result<()> {
-    if !args.data_dir.is_dir() {
-        bail!("--data-dir {} is not a directory", args.data_dir.display());
+/// Store settings for offline commands over `data_dir`: retention off, so
+/// an offline run never deletes anything.
+pub fn offline_store(data_dir: &std::path::Path) -> anyhow::Result<StoreConfig> {
+    if !data_dir.is_dir() {
+        bail!("--data-dir {} is not a directory", data_dir.display());
     }
-    // retention_hours = 0: an offline query never deletes anything.
-    let cfg = StoreConfig {
-        data_dir: args.data_dir.clone(),
+    Ok(StoreConfig {
+        data_dir: data_dir.to_path_buf(),
         retention_hours: 0,
         ..Default::default()
-    };
+    })
+}
+
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let cfg = offline_store(&args.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

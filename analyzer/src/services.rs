@@ -1,7 +1,7 @@
 //! What the store has seen: services, and per service the versions, rollout
 //! roles and traffic lanes with their request counts (`GET /api/v1/services`).
 
-use crate::compare::ENTRY_SPANS;
+use crate::compare::{time_window, ENTRY_SPANS};
 use crate::error::{Error, Result};
 use crate::sql::Tables;
 use chrono::{DateTime, Utc};
@@ -36,19 +36,7 @@ pub async fn services(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<ServiceInfo>> {
-    let mut filter = ENTRY_SPANS.to_string();
-    let ts = |t: DateTime<Utc>| {
-        format!(
-            "arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
-            t.timestamp_nanos_opt().unwrap_or(i64::MAX)
-        )
-    };
-    if let Some(f) = from {
-        filter += &format!(" AND time >= {}", ts(f));
-    }
-    if let Some(t) = to {
-        filter += &format!(" AND time < {}", ts(t));
-    }
+    let filter = format!("{ENTRY_SPANS}{}", time_window("time", from, to));
     let sql = format!(
         "SELECT service_name, service_version, rollout_role, traffic_lane, count(*), \
          sum(CASE WHEN is_error THEN 1 ELSE 0 END) FROM spans WHERE {filter} GROUP BY 1, 2, 3, 4"

@@ -10,7 +10,7 @@
 //! inherits the delay.
 
 use super::observe::{floats_col, ints_col, strings_col};
-use super::selector::{quote, Selector};
+use super::selector::{quote, time_window, Selector};
 use crate::error::Result;
 use crate::histogram::LogHistogram;
 use crate::sql::Tables;
@@ -48,16 +48,7 @@ pub struct LaneBreakdown {
 }
 
 pub(super) async fn breakdown(tables: &Tables, sel: &Selector) -> Result<LaneBreakdown> {
-    let within = |column: &str| {
-        let mut w = String::from("TRUE");
-        if let Some(f) = sel.from {
-            w += &format!(" AND {column} >= {}", super::selector::timestamp(f));
-        }
-        if let Some(t) = sel.to {
-            w += &format!(" AND {column} < {}", super::selector::timestamp(t));
-        }
-        w
-    };
+    let within = |column: &str| format!("TRUE{}", time_window(column, sel.from, sel.to));
     let window = within("time");
     let lanes = format!("({}, {})", quote(&sel.baseline), quote(&sel.canary));
     let traces = format!(

@@ -22,6 +22,7 @@ pub use lanes::{Contributor, LaneBreakdown, LaneLatency};
 pub use observe::{observe, values_seen, Observations, Side, Traffic, ENTRY_SPANS};
 pub use otlp_metrics::{BucketedValues, MetricSide};
 pub use report::{OperationComparison, Report};
+pub(crate) use selector::time_window;
 pub use selector::{By, Selector};
 
 use crate::error::{Error, Result};

@@ -102,14 +102,25 @@ impl Selector {
             quote(&self.baseline),
             quote(&self.canary)
         );
-        if let Some(f) = self.from {
-            w.push_str(&format!(" AND time >= {}", timestamp(f)));
-        }
-        if let Some(t) = self.to {
-            w.push_str(&format!(" AND time < {}", timestamp(t)));
-        }
+        w.push_str(&time_window("time", self.from, self.to));
         w
     }
+}
+
+/// ` AND {column} >= from AND {column} < to` for the bounds that are set.
+pub(crate) fn time_window(
+    column: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> String {
+    let mut w = String::new();
+    if let Some(f) = from {
+        w.push_str(&format!(" AND {column} >= {}", timestamp(f)));
+    }
+    if let Some(t) = to {
+        w.push_str(&format!(" AND {column} < {}", timestamp(t)));
+    }
+    w
 }
 
 /// A SQL string literal.
@@ -117,7 +128,7 @@ pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
+fn timestamp(t: DateTime<Utc>) -> String {
     format!(
         "arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
         t.timestamp_nanos_opt().unwrap_or(i64::MAX)
