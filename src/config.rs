@@ -3,10 +3,15 @@
 
 use crate::cli::ServeArgs;
 use anyhow::{bail, Context};
+use graylens_alerts::{AlertsConfig, PolicyRef, RetryPolicy, RolloutSpec, Rules};
 use graylens_analyzer::{Policy, StoreConfig};
 use graylens_collector::{AttributionConfig, ReceiverConfig};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The whole config file. Unknown keys are errors, so typos do not pass silently.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -18,6 +23,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub pipeline: PipelineConfig,
     pub analysis: AnalysisConfig,
+    pub alerts: AlertsSection,
+    /// Rollouts to watch from the start (`[[rollouts]]`, each with a `name`).
+    pub rollouts: Vec<RolloutSpec>,
 }
 
 /// Comparison and verdicts.
@@ -26,13 +34,128 @@ pub struct Config {
 pub struct AnalysisConfig {
     /// Policy (TOML) used by `/api/v1/compare` and `/api/v1/verdict`; the
     /// built-in default (latency p50/p99 and error rate) when absent.
-    pub policy_file: Option<std::path::PathBuf>,
+    pub policy_file: Option<PathBuf>,
+    /// More policies by name (`strict = "strict.toml"`), for rollouts that name one.
+    pub policies: BTreeMap<String, PathBuf>,
 }
 
 impl AnalysisConfig {
     /// The policy to judge with, or what is wrong with it.
     pub fn policy(&self) -> Result<Policy, String> {
         load_policy(self.policy_file.as_deref())
+    }
+
+    /// Every policy by name, `default` included, or every problem with them.
+    pub fn policies(&self) -> Result<BTreeMap<String, Arc<Policy>>, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let mut problems = Vec::new();
+        match self.policy() {
+            Ok(p) => {
+                out.insert("default".to_string(), Arc::new(p));
+            }
+            Err(e) => problems.push(e),
+        }
+        for (name, path) in &self.policies {
+            if name == "default" {
+                problems.push(
+                    "analysis.policies: `default` is the policy_file; pick another name".into(),
+                );
+                continue;
+            }
+            match load_policy(Some(path)) {
+                Ok(p) => {
+                    out.insert(name.clone(), Arc::new(p));
+                }
+                Err(e) => problems.push(format!("analysis.policies.{name}: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The alert engine (`[alerts]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Seconds between two judgements of each rollout.
+    pub interval_secs: f64,
+    /// Pause a rollout whose verdict stays inconclusive this long; 0 never does.
+    pub pause_after_inconclusive_secs: u64,
+    /// Pause on a sample-ratio mismatch (the split of requests is not the configured weight).
+    pub pause_on_sample_ratio_mismatch: bool,
+    /// Timeout of one delivery attempt.
+    pub delivery_timeout_secs: f64,
+    /// First wait before retrying a delivery; doubled each time, with jitter.
+    pub retry_initial_secs: f64,
+    /// Longest wait between two attempts.
+    pub retry_max_secs: f64,
+    /// A delivery still failing after this long is given up (and shown as failed).
+    pub give_up_after_secs: u64,
+    /// Most rollouts kept at once.
+    pub max_rollouts: usize,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10.0,
+            pause_after_inconclusive_secs: 1800,
+            pause_on_sample_ratio_mismatch: true,
+            delivery_timeout_secs: 10.0,
+            retry_initial_secs: 1.0,
+            retry_max_secs: 60.0,
+            give_up_after_secs: 86_400,
+            max_rollouts: 1000,
+        }
+    }
+}
+
+impl AlertsSection {
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, v, max) in [
+            ("interval_secs", self.interval_secs, 3600.0),
+            ("delivery_timeout_secs", self.delivery_timeout_secs, 600.0),
+            ("retry_initial_secs", self.retry_initial_secs, 3600.0),
+            ("retry_max_secs", self.retry_max_secs, 86_400.0),
+        ] {
+            if !(v >= 0.01 && v <= max) {
+                p.push(format!(
+                    "alerts.{name} must be between 0.01 and {max}, not {v}"
+                ));
+            }
+        }
+        if self.retry_max_secs < self.retry_initial_secs {
+            p.push("alerts.retry_max_secs must be at least retry_initial_secs".into());
+        }
+        if self.max_rollouts == 0 {
+            p.push("alerts.max_rollouts must be at least 1".into());
+        }
+        p
+    }
+
+    /// The engine's settings (call after validation).
+    pub fn engine(&self) -> AlertsConfig {
+        let secs = Duration::from_secs_f64;
+        AlertsConfig {
+            interval: secs(self.interval_secs),
+            rules: Rules {
+                pause_after_inconclusive: (self.pause_after_inconclusive_secs > 0)
+                    .then(|| Duration::from_secs(self.pause_after_inconclusive_secs)),
+                pause_on_srm: self.pause_on_sample_ratio_mismatch,
+            },
+            retry: RetryPolicy {
+                timeout: secs(self.delivery_timeout_secs),
+                backoff_initial: secs(self.retry_initial_secs),
+                backoff_max: secs(self.retry_max_secs),
+                give_up_after: Duration::from_secs(self.give_up_after_secs),
+            },
+            max_rollouts: self.max_rollouts,
+        }
     }
 }
 
@@ -91,8 +214,32 @@ impl Config {
         if self.pipeline.queue_capacity == 0 {
             out.push("pipeline.queue_capacity must be at least 1".into());
         }
-        if let Err(e) = self.analysis.policy() {
-            out.push(e);
+        let policies = self.analysis.policies();
+        if let Err(e) = &policies {
+            out.extend(e.iter().cloned());
+        }
+        out.extend(self.alerts.problems());
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rollouts.iter().enumerate() {
+            let at = match &r.name {
+                Some(n) => format!("rollouts[{i}] ({n})"),
+                None => format!("rollouts[{i}]"),
+            };
+            match &r.name {
+                None => out.push(format!(
+                    "{at}: `name` is required for rollouts declared in the config"
+                )),
+                Some(n) if !names.insert(graylens_alerts::config_id(r)) => {
+                    out.push(format!("{at}: the name {n:?} is used twice"))
+                }
+                Some(_) => {}
+            }
+            out.extend(r.problems().into_iter().map(|p| format!("{at}: {p}")));
+            if let (Some(PolicyRef::Name(n)), Ok(known)) = (&r.policy, &policies) {
+                if !known.contains_key(n) && !known.values().any(|p| &p.name == n) {
+                    out.push(format!("{at}: unknown policy {n:?}"));
+                }
+            }
         }
         if self.http.query_threads == 0 {
             out.push("http.query_threads must be at least 1".into());

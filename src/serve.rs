@@ -69,10 +69,26 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
         cfg.otlp.retry_after_secs,
     );
     let http_task = tokio::spawn(http::serve(otlp_http_l, http_router, shutdown.clone()));
+    let policies = cfg
+        .analysis
+        .policies()
+        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+    let alerts = graylens_alerts::Alerts::open(
+        &cfg.store.data_dir,
+        tables.clone(),
+        policies.clone(),
+        cfg.alerts.engine(),
+        &cfg.rollouts,
+    )
+    .context("alert engine")?;
+    // The engine judges on the query runtime, never on the ingest one.
+    let alerts_stop = CancellationToken::new();
+    let engine = query_rt.spawn(alerts.clone().run(alerts_stop.clone()));
     let api = graylens_dashboards::router(ApiState {
         tables,
         query_runtime: query_rt,
-        policy: Arc::new(cfg.analysis.policy().map_err(anyhow::Error::msg)?),
+        policy: policies["default"].clone(),
+        alerts,
     });
     let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));
@@ -102,6 +118,10 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     };
     if tokio::time::timeout(grace, servers).await.is_err() {
         tracing::warn!("requests still in flight after {grace:?}; closing the queue anyway");
+    }
+    alerts_stop.cancel();
+    if let Err(e) = engine.await {
+        tracing::error!(error = %e, "alert engine task failed");
     }
     writer_stop.cancel();
     writer.await.context("store writer")?;

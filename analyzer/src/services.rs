@@ -98,3 +98,62 @@ pub async fn services(
     out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.service.cmp(&b.service)));
     Ok(out)
 }
+
+/// Entry-span traffic of one Kubernetes deployment, by service and version.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentTraffic {
+    pub deployment: String,
+    pub service: String,
+    pub version: String,
+    pub requests: u64,
+}
+
+/// What the deployments `names` of namespace `namespace` ran since `from`
+/// (resource attributes `k8s.namespace.name` and `k8s.deployment.name`),
+/// busiest first. Flagger's canary is `{name}` and its baseline `{name}-primary`.
+pub async fn deployments(
+    tables: &Tables,
+    namespace: &str,
+    names: &[&str],
+    from: Option<DateTime<Utc>>,
+) -> Result<Vec<DeploymentTraffic>> {
+    use crate::compare::quote;
+    let list: Vec<String> = names.iter().map(|n| quote(n)).collect();
+    let sql = format!(
+        "SELECT resource_attributes['k8s.deployment.name'], service_name, service_version, count(*) \
+         FROM spans WHERE {ENTRY_SPANS} AND resource_attributes['k8s.namespace.name'] = {} \
+         AND resource_attributes['k8s.deployment.name'] IN ({}){} GROUP BY 1, 2, 3",
+        quote(namespace),
+        list.join(", "),
+        time_window("time", from, None)
+    );
+    let mut out = Vec::new();
+    for b in tables.internal(&sql).await? {
+        let col = |i: usize, t: DataType| {
+            cast(b.column(i), &t).map_err(|e| Error::Internal(e.to_string()))
+        };
+        let strs: Vec<_> = (0..3)
+            .map(|i| col(i, DataType::Utf8))
+            .collect::<Result<_>>()?;
+        let n = col(3, DataType::Int64)?;
+        let n = n.as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            let s = |i: usize| {
+                let a = strs[i].as_string::<i32>();
+                if a.is_null(r) {
+                    String::new()
+                } else {
+                    a.value(r).to_string()
+                }
+            };
+            out.push(DeploymentTraffic {
+                deployment: s(0),
+                service: s(1),
+                version: s(2),
+                requests: n.value(r) as u64,
+            });
+        }
+    }
+    out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.version.cmp(&b.version)));
+    Ok(out)
+}

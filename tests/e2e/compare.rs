@@ -3,104 +3,13 @@
 //! `/api/v1/verdict` and offline `graylens compare`.
 
 use crate::harness::{now_ns, Server};
+use crate::traffic::{get, kv, requests, send, Gen};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::Value;
 use std::process::Command;
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Deterministic pseudo-random numbers.
-struct Gen(u64);
-impl Gen {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
-/// `n` SERVER spans of `service`/`version` with median latency `median_ms`
-/// and error probability `p_err`, as one OTLP request.
-fn requests(
-    g: &mut Gen,
-    service: &str,
-    version: &str,
-    n: usize,
-    median_ms: f64,
-    p_err: f64,
-) -> Vec<u8> {
-    let start = now_ns() - 60_000_000_000;
-    let spans = (0..n)
-        .map(|i| {
-            let dur = (median_ms * 1e6 * (0.4 * g.normal()).exp()) as u64;
-            let t = start + i as u64 * 1_000_000;
-            let error = g.uniform() < p_err;
-            let mut trace_id = [0u8; 16];
-            trace_id[..8].copy_from_slice(&g.0.to_be_bytes());
-            trace_id[8..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-            Span {
-                trace_id: trace_id.to_vec(),
-                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
-                name: if i % 3 == 0 { "POST /pay" } else { "GET /cart" }.into(),
-                kind: 2,
-                start_time_unix_nano: t,
-                end_time_unix_nano: t + dur,
-                status: error.then(|| Status {
-                    code: status::StatusCode::Error as i32,
-                    message: "boom".into(),
-                }),
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", service), kv("service.version", version)],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
-
-fn send(s: &Server, body: Vec<u8>) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/traces", s.otlp_http))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-fn get(s: &Server, path: &str) -> (u16, Value) {
-    let r = reqwest::blocking::get(format!("{}{path}", s.api)).unwrap();
-    (r.status().as_u16(), r.json().unwrap())
-}
 
 #[test]
 fn regressed_canary_fails_and_identical_versions_pass() {

@@ -1,10 +1,13 @@
 //! End-to-end tests: the real `graylens` binary on 127.0.0.1 with port 0,
 //! fed by real OTLP clients; every count is checked through SQL.
 
+mod alerts;
 mod compare;
 mod harness;
 mod http_inputs;
 mod node_sdk;
 mod python_sdk;
+mod receiver;
 mod restart;
 mod rust_sdk;
+mod traffic;

@@ -19,10 +19,11 @@ mod selector;
 
 pub use kayenta::kayenta;
 pub use lanes::{Contributor, LaneBreakdown, LaneLatency};
+pub(crate) use observe::{floats_col, ints_col, strings_col};
 pub use observe::{observe, values_seen, Observations, Side, Traffic, ENTRY_SPANS};
 pub use otlp_metrics::{BucketedValues, MetricSide};
 pub use report::{OperationComparison, Report};
-pub(crate) use selector::time_window;
+pub use selector::{quote, time_window};
 pub use selector::{By, Selector};
 
 use crate::error::{Error, Result};

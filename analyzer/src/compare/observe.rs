@@ -180,17 +180,17 @@ fn converted(a: &ArrayRef, to: DataType) -> Result<ArrayRef> {
     cast(a, &to).map_err(|e| Error::Internal(format!("comparison query column: {e}")))
 }
 
-pub(super) fn ints_col(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
+pub(crate) fn ints_col(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
     let c = converted(a, DataType::Int64)?;
     Ok(c.as_primitive::<Int64Type>().iter().collect())
 }
 
-pub(super) fn floats_col(a: &ArrayRef) -> Result<Vec<Option<f64>>> {
+pub(crate) fn floats_col(a: &ArrayRef) -> Result<Vec<Option<f64>>> {
     let c = converted(a, DataType::Float64)?;
     Ok(c.as_primitive::<Float64Type>().iter().collect())
 }
 
-pub(super) fn strings_col(a: &ArrayRef) -> Result<Vec<Option<String>>> {
+pub(crate) fn strings_col(a: &ArrayRef) -> Result<Vec<Option<String>>> {
     let c = converted(a, DataType::Utf8)?;
     Ok(c.as_string::<i32>()
         .iter()

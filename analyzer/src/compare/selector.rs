@@ -108,11 +108,7 @@ impl Selector {
 }
 
 /// ` AND {column} >= from AND {column} < to` for the bounds that are set.
-pub(crate) fn time_window(
-    column: &str,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> String {
+pub fn time_window(column: &str, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
     let mut w = String::new();
     if let Some(f) = from {
         w.push_str(&format!(" AND {column} >= {}", timestamp(f)));
@@ -124,7 +120,7 @@ pub(crate) fn time_window(
 }
 
 /// A SQL string literal.
-pub(crate) fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

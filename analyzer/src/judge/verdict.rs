@@ -15,9 +15,9 @@ use super::{Classification, MetricResult, Policy};
 use crate::compare::Observations;
 use crate::stats::sequential::dirichlet_multinomial;
 use crate::stats::Alternative;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Pass,

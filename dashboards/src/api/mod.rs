@@ -2,14 +2,21 @@
 //!
 //! - `GET /api/v1/health`, `POST /api/v1/sql` (this file)
 //! - `GET /api/v1/services`, `GET /api/v1/compare`, `GET /api/v1/verdict` ([`compare`])
+//! - `POST/GET /api/v1/rollouts`, `GET/DELETE /api/v1/rollouts/{id}`, `GET /api/v1/candidates` ([`rollouts`])
+//! - `POST /api/v1/flagger/{hook}` ([`flagger`])
+//! - `GET /api/v1/query` ([`prom`]: the Prometheus query API's shape)
 
 mod compare;
+mod flagger;
+mod prom;
+mod rollouts;
 
 use axum::extract::{rejection::JsonRejection, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use graylens_alerts::Alerts;
 use graylens_analyzer::{Error, Policy, Tables};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,6 +31,8 @@ pub struct ApiState {
     pub query_runtime: Handle,
     /// Policy of `/compare` and `/verdict` when the request names none.
     pub policy: Arc<Policy>,
+    /// The alert engine: rollouts, actions, Flagger gates.
+    pub alerts: Alerts,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -33,6 +42,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/services", get(compare::services))
         .route("/api/v1/compare", get(compare::compare))
         .route("/api/v1/verdict", get(compare::verdict))
+        .route(
+            "/api/v1/rollouts",
+            post(rollouts::create).get(rollouts::list),
+        )
+        .route(
+            "/api/v1/rollouts/{id}",
+            get(rollouts::get).delete(rollouts::delete),
+        )
+        .route("/api/v1/candidates", get(rollouts::candidates))
+        .route("/api/v1/flagger/{hook}", post(flagger::hook))
+        .route("/api/v1/query", get(prom::query))
         .with_state(state)
 }
 

@@ -1,0 +1,412 @@
+//! The alert engine: the registry of watched rollouts, and the loop that
+//! judges each of them every `interval` with the analyzer's anytime-valid
+//! tests and moves its state machine.
+//!
+//! The engine runs on the query runtime the binary hands it, never on the
+//! ingest runtime, so a slow comparison cannot stall ingestion. Every change
+//! to a rollout is written to its file before anything is sent (see
+//! [`crate::persist`]), so an action decided is an action delivered, even
+//! across a crash.
+
+use crate::actions::{deliveries, RetryPolicy};
+use crate::error::{Error, Result};
+use crate::machine::{self, Phase, Rules};
+use crate::persist;
+use crate::rollout::{Evaluation, Origin, Rollout, SideCounts, Transition};
+use crate::spec::{PolicyRef, RolloutSpec};
+use chrono::{DateTime, Utc};
+use graylens_analyzer::{compare, Decision, Policy, Selector, Tables};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the engine (config `[alerts]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AlertsConfig {
+    /// How often each rollout is judged.
+    pub interval: Duration,
+    pub rules: Rules,
+    pub retry: RetryPolicy,
+    /// Most rollouts kept at once (finished ones count until deleted).
+    pub max_rollouts: usize,
+}
+
+/// Counters for logs and `/metrics`.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    pub evaluations: AtomicU64,
+    pub evaluation_errors: AtomicU64,
+    /// Sum of evaluation durations, in microseconds.
+    pub evaluation_micros: AtomicU64,
+    pub deliveries_delivered: AtomicU64,
+    pub deliveries_retried: AtomicU64,
+    pub deliveries_failed: AtomicU64,
+    pub hook_calls: AtomicU64,
+}
+
+/// The handle shared by the engine loop, the delivery loop and the API.
+#[derive(Clone)]
+pub struct Alerts {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerts")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) rollouts: Mutex<BTreeMap<String, Rollout>>,
+    pub(crate) dir: PathBuf,
+    pub(crate) tables: Tables,
+    pub(crate) policies: BTreeMap<String, Arc<Policy>>,
+    pub(crate) cfg: AlertsConfig,
+    /// Wakes the delivery loop when something was queued.
+    pub(crate) wake: Notify,
+    pub(crate) stats: AlertStats,
+}
+
+impl Alerts {
+    /// Loads the rollouts kept under `data_dir` and reconciles them with
+    /// the ones `declared` in the config (identified by name: a changed
+    /// declaration starts over, a removed one is dropped). `policies` maps
+    /// names to policies and must hold `default`.
+    pub fn open(
+        data_dir: &Path,
+        tables: Tables,
+        policies: BTreeMap<String, Arc<Policy>>,
+        cfg: AlertsConfig,
+        declared: &[RolloutSpec],
+    ) -> Result<Self> {
+        let dir = persist::dir(data_dir);
+        let (loaded, problems) =
+            persist::load_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        for p in problems {
+            tracing::error!(problem = %p, "unreadable rollout file");
+        }
+        let mut map: BTreeMap<String, Rollout> =
+            loaded.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let now = Utc::now();
+        let declared_ids: Vec<String> = declared.iter().map(config_id).collect();
+        map.retain(|id, r| {
+            let keep = r.origin != Origin::Config || declared_ids.contains(id);
+            if !keep {
+                tracing::info!(rollout = %id, "rollout no longer in the config; dropped");
+                let _ = persist::remove(&dir, id);
+            }
+            keep
+        });
+        for (spec, id) in declared.iter().zip(declared_ids) {
+            let same = map.get(&id).is_some_and(|r| r.spec == *spec);
+            if !same {
+                let r = Rollout::new(id.clone(), Origin::Config, spec.clone(), now);
+                persist::save(&dir, &r).map_err(|e| Error::Io(e.to_string()))?;
+                tracing::info!(rollout = %id, service = %spec.service, "rollout declared in the config");
+                map.insert(id, r);
+            }
+        }
+        let pending: usize = map
+            .values()
+            .flat_map(|r| &r.deliveries)
+            .filter(|d| d.status == crate::rollout::DeliveryStatus::Pending)
+            .count();
+        tracing::info!(
+            rollouts = map.len(),
+            pending_deliveries = pending,
+            "alert engine loaded"
+        );
+        Ok(Alerts {
+            inner: Arc::new(Inner {
+                rollouts: Mutex::new(map),
+                dir,
+                tables,
+                policies,
+                cfg,
+                wake: Notify::new(),
+                stats: AlertStats::default(),
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> &AlertStats {
+        &self.inner.stats
+    }
+
+    pub fn config(&self) -> &AlertsConfig {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Rollout>> {
+        self.inner
+            .rollouts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes `r`; a failure is logged (the rollout stays in memory and the
+    /// next change writes it again).
+    pub(crate) fn save(&self, r: &Rollout) {
+        if let Err(e) = persist::save(&self.inner.dir, r) {
+            tracing::error!(rollout = %r.id, error = %e, "could not write the rollout file");
+        }
+    }
+
+    /// The policy a rollout names, or why it cannot be used.
+    pub fn policy(&self, r: Option<&PolicyRef>) -> std::result::Result<Arc<Policy>, String> {
+        match r {
+            None => Ok(self.inner.policies["default"].clone()),
+            Some(PolicyRef::Inline(p)) => Ok(Arc::new((**p).clone())),
+            Some(PolicyRef::Name(n)) => self
+                .inner
+                .policies
+                .get(n)
+                .or_else(|| self.inner.policies.values().find(|p| &p.name == n))
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = self.inner.policies.keys().map(String::as_str).collect();
+                    format!("unknown policy {n:?}; known: {}", known.join(", "))
+                }),
+        }
+    }
+
+    /// Registers a rollout from the API.
+    pub fn create(&self, spec: RolloutSpec) -> Result<Rollout> {
+        let mut problems = spec.problems();
+        if let Err(e) = self.policy(spec.policy.as_ref()) {
+            problems.push(e);
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        let mut map = self.lock();
+        if map.len() >= self.inner.cfg.max_rollouts {
+            return Err(Error::Invalid(vec![format!(
+                "graylens already watches {} rollouts (alerts.max_rollouts); delete finished ones first",
+                map.len()
+            )]));
+        }
+        let r = Rollout::new(
+            uuid::Uuid::new_v4().to_string(),
+            Origin::Api,
+            spec,
+            Utc::now(),
+        );
+        persist::save(&self.inner.dir, &r).map_err(|e| Error::Io(e.to_string()))?;
+        tracing::info!(rollout = %r.id, service = %r.spec.service, baseline = %r.spec.baseline, canary = %r.spec.canary, "rollout registered");
+        map.insert(r.id.clone(), r.clone());
+        Ok(r.redacted())
+    }
+
+    /// Every rollout, oldest first, secrets redacted.
+    pub fn list(&self) -> Vec<Rollout> {
+        let mut v: Vec<Rollout> = self.lock().values().map(Rollout::redacted).collect();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<Rollout> {
+        self.lock().get(id).map(Rollout::redacted)
+    }
+
+    /// Stops watching `id`; its pending deliveries are cancelled.
+    pub fn delete(&self, id: &str) -> Result<Rollout> {
+        let removed = self.lock().remove(id);
+        let mut r = removed.ok_or_else(|| Error::NotFound(format!("no rollout {id:?}")))?;
+        persist::remove(&self.inner.dir, id).map_err(|e| Error::Io(e.to_string()))?;
+        for d in &mut r.deliveries {
+            if d.status == crate::rollout::DeliveryStatus::Pending {
+                d.status = crate::rollout::DeliveryStatus::Cancelled;
+            }
+        }
+        tracing::info!(rollout = %id, "rollout deleted");
+        Ok(r.redacted())
+    }
+
+    /// Judges every live rollout once.
+    pub async fn evaluate_all(&self) {
+        let live: Vec<(String, RolloutSpec, DateTime<Utc>)> = self
+            .lock()
+            .values()
+            .filter(|r| !r.phase.is_terminal())
+            .map(|r| (r.id.clone(), r.spec.clone(), r.judged_since))
+            .collect();
+        for (id, spec, since) in live {
+            let started = Instant::now();
+            let (eval, evidence) = self.evaluate(&spec, since).await;
+            let s = &self.inner.stats;
+            s.evaluations.fetch_add(1, Ordering::Relaxed);
+            s.evaluation_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            if eval.error.is_some() {
+                s.evaluation_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.apply(&id, since, eval, evidence);
+        }
+    }
+
+    /// One comparison for one rollout, as an evaluation and its evidence.
+    async fn evaluate(&self, spec: &RolloutSpec, since: DateTime<Utc>) -> (Evaluation, Value) {
+        let now = Utc::now();
+        let mut eval = Evaluation {
+            at: now,
+            decision: Decision::Inconclusive,
+            score: 0.0,
+            reasons: Vec::new(),
+            requests: SideCounts::default(),
+            sample_ratio_mismatch: false,
+            service: spec.service.clone(),
+            baseline: spec.baseline.clone(),
+            canary: spec.canary.clone(),
+            error: None,
+        };
+        let policy = match self.policy(spec.policy.as_ref()) {
+            Ok(p) => p,
+            Err(e) => {
+                eval.reasons.push(e.clone());
+                eval.error = Some(e);
+                return (eval, Value::Null);
+            }
+        };
+        if let Some(f) = &spec.flagger {
+            if let Err(why) = crate::flagger::resolve(self, f, since, &mut eval).await {
+                eval.reasons.push(why);
+                return (eval, Value::Null);
+            }
+        }
+        let sel = Selector {
+            service: eval.service.clone(),
+            baseline: eval.baseline.clone(),
+            canary: eval.canary.clone(),
+            by: spec.by,
+            from: Some(since),
+            to: None,
+        };
+        match compare(&self.inner.tables, &sel, &policy).await {
+            Ok(c) => {
+                eval.decision = c.verdict.decision;
+                eval.score = c.verdict.score;
+                eval.reasons = c.verdict.reasons.clone();
+                eval.requests = SideCounts {
+                    baseline: c.baseline.requests,
+                    canary: c.canary.requests,
+                };
+                eval.sample_ratio_mismatch = c.sample_ratio.as_ref().is_some_and(|s| s.mismatch);
+                let evidence = json!({
+                    "policy": c.policy,
+                    "score": c.verdict.score,
+                    "window": c.window,
+                    "requests": eval.requests,
+                    "error_rate": {"baseline": c.baseline.error_rate, "canary": c.canary.error_rate},
+                    "latency_ms": {"baseline": c.baseline.latency_ms, "canary": c.canary.latency_ms},
+                    "metrics": c.metrics,
+                    "sample_ratio": c.sample_ratio,
+                });
+                (eval, evidence)
+            }
+            Err(graylens_analyzer::Error::NotFound(m)) => {
+                eval.reasons.push(format!("waiting for data: {m}"));
+                (eval, Value::Null)
+            }
+            Err(e) => {
+                tracing::error!(service = %sel.service, error = %e, "rollout evaluation failed");
+                eval.reasons.push(format!("graylens could not judge: {e}"));
+                eval.error = Some(e.to_string());
+                (eval, Value::Null)
+            }
+        }
+    }
+
+    /// Records `eval` on rollout `id` and moves its state machine; queues
+    /// the transition's action. Skipped when the rollout was deleted or
+    /// restarted (a new Flagger revision) while it was being judged.
+    fn apply(&self, id: &str, since: DateTime<Utc>, eval: Evaluation, evidence: Value) {
+        let rules = self.inner.cfg.rules;
+        let mut map = self.lock();
+        let Some(r) = map.get_mut(id) else { return };
+        if r.judged_since != since || r.phase.is_terminal() {
+            return;
+        }
+        if eval.decision == Decision::Inconclusive {
+            r.inconclusive_since.get_or_insert(eval.at);
+        } else {
+            r.inconclusive_since = None;
+        }
+        let step = machine::step(
+            r.phase,
+            &eval,
+            r.inconclusive_since,
+            r.spec.promote_on_pass,
+            &rules,
+        );
+        let (decision, reasons, at) = (eval.decision, eval.reasons.clone(), eval.at);
+        let service = eval.service.clone();
+        r.record(eval);
+        if let Some(s) = step {
+            tracing::info!(rollout = %r.id, service = %service, from = r.phase.as_str(), to = s.to.as_str(), reason = %s.reason, "rollout transition");
+            transition(r, s.to, s.reason, at);
+            if let Some(action) = s.action {
+                let new = deliveries(r, action, decision.as_str(), &reasons, evidence, at);
+                if !new.is_empty() {
+                    tracing::info!(rollout = %r.id, action = action.as_str(), deliveries = new.len(), "action queued");
+                    r.deliveries.extend(new);
+                    self.inner.wake.notify_one();
+                }
+            }
+        }
+        self.save(r);
+    }
+
+    /// Judges every rollout each `interval` until `stop`, and delivers
+    /// actions meanwhile.
+    pub async fn run(self, stop: CancellationToken) {
+        let deliver = tokio::spawn(crate::deliver::run(self.clone(), stop.clone()));
+        let mut tick = tokio::time::interval(self.inner.cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.evaluate_all().await,
+                _ = stop.cancelled() => break,
+            }
+        }
+        let _ = deliver.await;
+        for r in self.lock().values() {
+            self.save(r);
+        }
+        tracing::info!("alert engine stopped; pending deliveries stay in the outbox");
+    }
+}
+
+pub(crate) fn transition(r: &mut Rollout, to: Phase, reason: String, at: DateTime<Utc>) {
+    r.transitions.push(Transition {
+        at,
+        from: r.phase,
+        to,
+        reason,
+    });
+    r.phase = to;
+    r.phase_since = at;
+}
+
+/// The id of a rollout declared in the config.
+pub fn config_id(spec: &RolloutSpec) -> String {
+    let name = spec.name.as_deref().unwrap_or(&spec.service);
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("config-{safe}")
+}
