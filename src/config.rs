@@ -317,4 +317,40 @@ mod tests {
         let p = cfg.problems();
         assert!(p.len() >= 4, "{p:?}");
     }
+
+    #[test]
+    fn the_commented_rollout_of_the_example_is_valid() {
+        let text = include_str!("../graylens.example.toml");
+        let start = text.find("# [[rollouts]]").expect("example rollout");
+        let uncommented: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cfg = parse(&format!("{}{uncommented}\n", &text[..start])).expect("parses");
+        assert_eq!(cfg.rollouts.len(), 1);
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    }
+
+    #[test]
+    fn rollouts_and_alerts_are_validated_together() {
+        let cfg = parse(
+            "[alerts]\ninterval_secs = 0\nretry_initial_secs = 5\nretry_max_secs = 1\n\
+             [[rollouts]]\nservice = \"a\"\nbaseline = \"1\"\ncanary = \"2\"\n\
+             [[rollouts]]\nname = \"x\"\nservice = \"a\"\nbaseline = \"1\"\ncanary = \"2\"\npolicy = \"strict\"\n\
+             [[rollouts]]\nname = \"x\"\nservice = \"b\"\nbaseline = \"1\"\ncanary = \"1\"\n",
+        )
+        .unwrap();
+        let p = cfg.problems().join("\n");
+        for want in [
+            "alerts.interval_secs",
+            "retry_max_secs must be at least",
+            "rollouts[0]: `name` is required",
+            "rollouts[1] (x): unknown policy \"strict\"",
+            "rollouts[2] (x): the name \"x\" is used twice",
+            "rollouts[2] (x): baseline and canary are the same",
+        ] {
+            assert!(p.contains(want), "{want:?} not in:\n{p}");
+        }
+    }
 }

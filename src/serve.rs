@@ -34,8 +34,9 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     let tables = Tables::new(store.clone())?;
     let (pipeline, rx) = Pipeline::bounded(cfg.pipeline.queue_capacity, cfg.otlp.queue_wait());
     let stats = Arc::new(IngestStats::default());
+    let hints = graylens_collector::RoleHints::default();
     let ingestor = Ingestor::new(
-        Attributor::new(cfg.attribution.clone()),
+        Attributor::with_hints(cfg.attribution.clone(), hints.clone()),
         pipeline,
         stats.clone(),
     );
@@ -79,6 +80,7 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
         policies.clone(),
         cfg.alerts.engine(),
         &cfg.rollouts,
+        hints,
     )
     .context("alert engine")?;
     // The engine judges on the query runtime, never on the ingest one.

@@ -15,7 +15,8 @@ use crate::persist;
 use crate::rollout::{Evaluation, Origin, Rollout, SideCounts, Transition};
 use crate::spec::{PolicyRef, RolloutSpec};
 use chrono::{DateTime, Utc};
-use graylens_analyzer::{compare, Decision, Policy, Selector, Tables};
+use graylens_analyzer::{compare, By, Decision, Policy, Selector, Tables};
+use graylens_collector::RoleHints;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,19 +73,23 @@ pub(crate) struct Inner {
     /// Wakes the delivery loop when something was queued.
     pub(crate) wake: Notify,
     pub(crate) stats: AlertStats,
+    /// Roles for the collector: the versions of the rollouts being watched.
+    pub(crate) hints: RoleHints,
 }
 
 impl Alerts {
     /// Loads the rollouts kept under `data_dir` and reconciles them with
     /// the ones `declared` in the config (identified by name: a changed
     /// declaration starts over, a removed one is dropped). `policies` maps
-    /// names to policies and must hold `default`.
+    /// names to policies and must hold `default`. `hints` receives the
+    /// versions of the watched rollouts (the last rule of the rollout role).
     pub fn open(
         data_dir: &Path,
         tables: Tables,
         policies: BTreeMap<String, Arc<Policy>>,
         cfg: AlertsConfig,
         declared: &[RolloutSpec],
+        hints: RoleHints,
     ) -> Result<Self> {
         let dir = persist::dir(data_dir);
         let (loaded, problems) =
@@ -123,6 +128,7 @@ impl Alerts {
             pending_deliveries = pending,
             "alert engine loaded"
         );
+        refresh_hints(&hints, &map);
         Ok(Alerts {
             inner: Arc::new(Inner {
                 rollouts: Mutex::new(map),
@@ -132,6 +138,7 @@ impl Alerts {
                 cfg,
                 wake: Notify::new(),
                 stats: AlertStats::default(),
+                hints,
             }),
         })
     }
@@ -202,6 +209,7 @@ impl Alerts {
         persist::save(&self.inner.dir, &r).map_err(|e| Error::Io(e.to_string()))?;
         tracing::info!(rollout = %r.id, service = %r.spec.service, baseline = %r.spec.baseline, canary = %r.spec.canary, "rollout registered");
         map.insert(r.id.clone(), r.clone());
+        refresh_hints(&self.inner.hints, &map);
         Ok(r.redacted())
     }
 
@@ -218,7 +226,12 @@ impl Alerts {
 
     /// Stops watching `id`; its pending deliveries are cancelled.
     pub fn delete(&self, id: &str) -> Result<Rollout> {
-        let removed = self.lock().remove(id);
+        let removed = {
+            let mut map = self.lock();
+            let r = map.remove(id);
+            refresh_hints(&self.inner.hints, &map);
+            r
+        };
         let mut r = removed.ok_or_else(|| Error::NotFound(format!("no rollout {id:?}")))?;
         persist::remove(&self.inner.dir, id).map_err(|e| Error::Io(e.to_string()))?;
         for d in &mut r.deliveries {
@@ -348,7 +361,11 @@ impl Alerts {
         );
         let (decision, reasons, at) = (eval.decision, eval.reasons.clone(), eval.at);
         let service = eval.service.clone();
+        let sides_changed = r.last().is_none_or(|l| {
+            (&l.service, &l.baseline, &l.canary) != (&eval.service, &eval.baseline, &eval.canary)
+        });
         r.record(eval);
+        let step_taken = step.is_some();
         if let Some(s) = step {
             tracing::info!(rollout = %r.id, service = %service, from = r.phase.as_str(), to = s.to.as_str(), reason = %s.reason, "rollout transition");
             transition(r, s.to, s.reason, at);
@@ -362,6 +379,9 @@ impl Alerts {
             }
         }
         self.save(r);
+        if sides_changed || step_taken {
+            refresh_hints(&self.inner.hints, &map);
+        }
     }
 
     /// Judges every rollout each `interval` until `stop`, and delivers
@@ -393,6 +413,22 @@ pub(crate) fn transition(r: &mut Rollout, to: Phase, reason: String, at: DateTim
     });
     r.phase = to;
     r.phase_since = at;
+}
+
+/// Tells the collector the versions of the live rollouts compared by version.
+pub(crate) fn refresh_hints(hints: &RoleHints, map: &BTreeMap<String, Rollout>) {
+    hints.set(
+        map.values()
+            .filter(|r| !r.phase.is_terminal() && r.spec.by == By::Version)
+            .map(|r| match r.last() {
+                Some(e) => (e.service.as_str(), e.baseline.as_str(), e.canary.as_str()),
+                None => (
+                    r.spec.service.as_str(),
+                    r.spec.baseline.as_str(),
+                    r.spec.canary.as_str(),
+                ),
+            }),
+    );
 }
 
 /// The id of a rollout declared in the config.

@@ -6,6 +6,9 @@
 
 use crate::config::AttributionConfig;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// The attribution columns of one record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,10 +34,53 @@ pub fn role_from_label(value: &str) -> Option<&'static str> {
     }
 }
 
+/// Per service: (version, role) pairs.
+type VersionRoles = HashMap<String, Vec<(String, &'static str)>>;
+
+/// The last rule of the rollout role: the baseline and canary versions of
+/// the rollouts being watched, set by the alert engine. Records that name
+/// no role get the one of their service's version.
+#[derive(Debug, Clone, Default)]
+pub struct RoleHints {
+    by_service: Arc<RwLock<VersionRoles>>,
+    any: Arc<AtomicBool>,
+}
+
+impl RoleHints {
+    /// Replaces the hints with `(service, baseline version, canary version)` triples.
+    pub fn set<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) {
+        let mut map = VersionRoles::new();
+        for (service, baseline, canary) in pairs {
+            if service.is_empty() || baseline.is_empty() || canary.is_empty() || baseline == canary
+            {
+                continue;
+            }
+            let e = map.entry(service.to_string()).or_default();
+            e.push((baseline.to_string(), BASELINE));
+            e.push((canary.to_string(), CANARY));
+        }
+        self.any.store(!map.is_empty(), Ordering::Relaxed);
+        *self.by_service.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    /// The role of `version` of `service` in a watched rollout.
+    pub fn role(&self, service: &str, version: &str) -> Option<&'static str> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
+        let map = self.by_service.read().unwrap_or_else(|p| p.into_inner());
+        map.get(service)?
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, r)| *r)
+    }
+}
+
 /// Resolves attribution from resource and record attributes.
 #[derive(Debug, Clone)]
 pub struct Attributor {
     cfg: AttributionConfig,
+    hints: RoleHints,
 }
 
 /// What the resource alone says; fields left `None` are looked up on records.
@@ -52,7 +98,12 @@ pub struct ResourceAttribution {
 
 impl Attributor {
     pub fn new(cfg: AttributionConfig) -> Self {
-        Self { cfg }
+        Self::with_hints(cfg, RoleHints::default())
+    }
+
+    /// Also falls back on the versions of watched rollouts for the role.
+    pub fn with_hints(cfg: AttributionConfig, hints: RoleHints) -> Self {
+        Self { cfg, hints }
     }
 
     pub fn resource(&self, attrs: &[KeyValue]) -> ResourceAttribution {
@@ -75,11 +126,15 @@ impl Attributor {
         let role = res
             .role
             .or_else(|| first_role(attrs, &self.cfg.role_keys))
-            .or(res.primary_deployment.then_some(BASELINE))
+            .or(res.primary_deployment.then_some(BASELINE));
+        let service_name = pick(&res.service_name, &self.cfg.service_keys);
+        let service_version = pick(&res.service_version, &self.cfg.version_keys);
+        let role = role
+            .or_else(|| self.hints.role(&service_name, &service_version))
             .unwrap_or(UNKNOWN);
         Attribution {
-            service_name: pick(&res.service_name, &self.cfg.service_keys),
-            service_version: pick(&res.service_version, &self.cfg.version_keys),
+            service_name,
+            service_version,
             deployment_environment: pick(&res.environment, &self.cfg.environment_keys),
             rollout_role: role,
             traffic_lane: pick(&res.lane, &self.cfg.lane_keys),
@@ -170,6 +225,26 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn watched_rollouts_name_the_role_last() {
+        let hints = RoleHints::default();
+        let a = Attributor::with_hints(AttributionConfig::default(), hints.clone());
+        let res = |v: &str| a.resource(&[kv("service.name", "shop"), kv("service.version", v)]);
+        assert_eq!(a.record(&res("2"), &[]).rollout_role, UNKNOWN);
+        hints.set([("shop", "1", "2"), ("other", "x", "x")]);
+        assert_eq!(a.record(&res("1"), &[]).rollout_role, BASELINE);
+        assert_eq!(a.record(&res("2"), &[]).rollout_role, CANARY);
+        assert_eq!(a.record(&res("3"), &[]).rollout_role, UNKNOWN);
+        // An explicit label still wins.
+        assert_eq!(
+            a.record(&res("1"), &[kv("rollout.role", "canary")])
+                .rollout_role,
+            CANARY
+        );
+        hints.set([]);
+        assert_eq!(a.record(&res("1"), &[]).rollout_role, UNKNOWN);
     }
 
     fn attributor() -> Attributor {

@@ -31,7 +31,7 @@ mod reply;
 pub mod schema;
 pub mod stats;
 
-pub use attribution::Attribution;
+pub use attribution::{Attribution, RoleHints};
 pub use config::{AttributionConfig, ReceiverConfig};
 pub use pipeline::{IngestBatch, Pipeline};
 pub use schema::Signal;

@@ -137,6 +137,15 @@ fn bad_canary_is_rolled_back_once_and_an_aa_pair_is_left_alone() {
         );
     }
 
+    // Records that name no role get the one of their version in a watched rollout.
+    let roles = s.rows("SELECT service_version, rollout_role, count(*) FROM spans WHERE service_name = 'checkout' GROUP BY 1, 2 ORDER BY 1");
+    assert_eq!(
+        roles,
+        vec![
+            vec![json!("v1"), json!("baseline"), json!(4000)],
+            vec![json!("v2"), json!("canary"), json!(4000)]
+        ]
+    );
     let r = wait_rollout(&s, &bad, "rolled_back", |r| r["phase"] == "rolled_back");
     let last = r["transitions"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["to"], "rolled_back");

@@ -47,19 +47,28 @@ pub(crate) enum PromQuery {
     },
 }
 
-/// Parses `window` values such as `30s`, `5m`, `1h`.
+/// Parses `window` values such as `30s`, `5m`, `1h` or Go's `1m30s`
+/// (Flagger renders `{{ interval }}` as written in the Canary).
 fn parse_window(v: &str) -> Result<Duration, String> {
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("window {v:?} must look like 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("window {v:?} must look like 30s, 5m or 1h")),
-    };
+    let bad = || format!("window {v:?} must look like 30s, 5m, 1h or 1m30s");
+    let (mut secs, mut rest) = (0u64, v);
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let per = match &rest[..unit] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            _ => return Err(bad()),
+        };
+        secs = secs.saturating_add(n.saturating_mul(per));
+        rest = &rest[unit..];
+    }
     if secs == 0 {
         return Err("window must be positive".into());
     }
