@@ -91,6 +91,11 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
         query_runtime: query_rt,
         policy: policies["default"].clone(),
         alerts,
+        telemetry: graylens_dashboards::SelfTelemetry {
+            ingest: stats.clone(),
+            queue: ingestor.pipeline().gauge(),
+            store: store.clone(),
+        },
     });
     let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));

@@ -46,7 +46,7 @@ pub mod writer;
 pub use compare::{compare, By, Comparison, Selector};
 pub use error::{Error, Result};
 pub use judge::{Decision, Policy};
-pub use series::{version_series, SeriesFilter, VersionSeries};
+pub use series::{charts, version_series, Point, SeriesFilter, SideCharts, VersionSeries};
 pub use services::{deployments, services, DeploymentTraffic, ServiceInfo};
 pub use sql::{QueryOutput, Tables};
 pub use store::{Store, StoreConfig, StoreStats};

@@ -112,3 +112,95 @@ pub async fn version_series(
     }
     Ok(out.into_values().collect())
 }
+
+/// One time bin of one side.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Point {
+    /// Start of the bin.
+    pub t: DateTime<Utc>,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// What the comparison page draws for one side: the series over time and
+/// the latency distribution of the whole window.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SideCharts {
+    pub points: Vec<Point>,
+    /// `[largest value in ms, requests]` of each non-empty log bucket (buckets are ≤ 2% wide).
+    pub distribution: Vec<[f64; 2]>,
+}
+
+/// Baseline and canary of `sel` in bins of `step_secs`.
+pub async fn charts(
+    tables: &Tables,
+    sel: &crate::compare::Selector,
+    step_secs: u64,
+) -> Result<[SideCharts; 2]> {
+    let col = sel.by.column();
+    let bucket = bucket_sql("duration_ns");
+    let step = step_secs.max(1);
+    let sql = format!(
+        "SELECT {col}, CAST(date_bin(INTERVAL '{step} seconds', time, TIMESTAMP '1970-01-01T00:00:00Z') AS BIGINT), \
+         {bucket}, count(*), sum(CASE WHEN is_error THEN 1 ELSE 0 END), sum(CAST(duration_ns AS DOUBLE)), \
+         min(duration_ns), max(duration_ns) \
+         FROM spans WHERE {} AND {ENTRY_SPANS} GROUP BY 1, 2, 3",
+        sel.predicate()
+    );
+    type Bins = BTreeMap<i64, (u64, u64, LogHistogram)>;
+    let mut sides: [Bins; 2] = Default::default();
+    for b in tables.internal(&sql).await? {
+        let side = strings_col(b.column(0))?;
+        let [t, key, n, e, lo, hi] = [1, 2, 3, 4, 6, 7].map(|i| ints_col(b.column(i)));
+        let (t, key, n, e, lo, hi) = (t?, key?, n?, e?, lo?, hi?);
+        let total = crate::compare::floats_col(b.column(5))?;
+        for r in 0..b.num_rows() {
+            let v = side[r].as_deref().unwrap_or("");
+            let i = if v == sel.baseline {
+                0
+            } else if v == sel.canary {
+                1
+            } else {
+                continue;
+            };
+            let bin = sides[i].entry(t[r].unwrap_or(0)).or_default();
+            let count = n[r].unwrap_or(0) as u64;
+            bin.0 += count;
+            bin.1 += e[r].unwrap_or(0) as u64;
+            bin.2.add(
+                key[r].map(|k| k as i32),
+                count,
+                total[r].unwrap_or(0.0),
+                lo[r].unwrap_or(0) as f64,
+                hi[r].unwrap_or(0) as f64,
+            );
+        }
+    }
+    Ok(sides.map(|bins| {
+        let mut all = LogHistogram::new();
+        let points = bins
+            .into_iter()
+            .map(|(t, (requests, errors, h))| {
+                all.merge(&h);
+                let ms = |q: f64| h.quantile(q).map(|ns| ns / 1e6);
+                Point {
+                    t: DateTime::from_timestamp_nanos(t),
+                    requests,
+                    errors,
+                    error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+                    p50_ms: ms(0.5),
+                    p90_ms: ms(0.9),
+                    p99_ms: ms(0.99),
+                }
+            })
+            .collect();
+        SideCharts {
+            points,
+            distribution: all.buckets().map(|(v, n)| [v / 1e6, n as f64]).collect(),
+        }
+    }))
+}

@@ -33,6 +33,6 @@ pub mod stats;
 
 pub use attribution::{Attribution, RoleHints};
 pub use config::{AttributionConfig, ReceiverConfig};
-pub use pipeline::{IngestBatch, Pipeline};
+pub use pipeline::{IngestBatch, Pipeline, QueueGauge};
 pub use schema::Signal;
 pub use stats::{IngestStats, Transport};

@@ -59,4 +59,32 @@ impl Pipeline {
     pub fn capacity(&self) -> usize {
         self.tx.max_capacity()
     }
+
+    /// A reader of the queue depth that does not keep the queue open.
+    pub fn gauge(&self) -> QueueGauge {
+        QueueGauge {
+            tx: self.tx.downgrade(),
+            capacity: self.tx.max_capacity(),
+        }
+    }
+}
+
+/// Reads the queue depth for `/metrics` without holding a sender, so the
+/// store writer still sees the queue close at shutdown.
+#[derive(Debug, Clone)]
+pub struct QueueGauge {
+    tx: mpsc::WeakSender<IngestBatch>,
+    capacity: usize,
+}
+
+impl QueueGauge {
+    pub fn depth(&self) -> usize {
+        self.tx
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
 }

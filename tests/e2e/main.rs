@@ -3,6 +3,7 @@
 
 mod alerts;
 mod compare;
+mod dashboard;
 mod harness;
 mod http_inputs;
 mod node_sdk;

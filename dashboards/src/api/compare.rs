@@ -27,6 +27,8 @@ pub(crate) struct Params {
     to: Option<String>,
     /// `/compare` only: `graylens` (default) or `kayenta` (Kayenta's judge result).
     format: Option<String>,
+    /// `/charts` only: seconds per time bin (default: the window in 120 bins).
+    step_secs: Option<u64>,
 }
 
 impl Params {
@@ -94,6 +96,12 @@ pub(crate) async fn compare(
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(mut params) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if params.step_secs.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "`step_secs` is for /charts".into(),
+        ));
+    }
     let kayenta = match params.format.take().as_deref() {
         None | Some("") | Some("graylens") => false,
         Some("kayenta") => true,
@@ -157,6 +165,54 @@ pub(crate) async fn verdict(
         }
     }
     Ok(Json(body))
+}
+
+/// `GET /api/v1/charts?...same selectors...[&step_secs=N]`: per side, the
+/// requests, errors and latency quantiles per time bin, and the latency
+/// distribution of the window. Without `from`, the last hour.
+pub(crate) async fn charts(
+    State(st): State<ApiState>,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(mut params) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let step = params.step_secs.take();
+    if params.format.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "`format` is for /compare".into(),
+        ));
+    }
+    let mut sel = params.selector()?;
+    let to = sel.to.unwrap_or_else(Utc::now);
+    let from = *sel.from.get_or_insert(to - chrono::Duration::hours(1));
+    let span = (to - from).num_seconds().max(1) as u64;
+    let step = match step {
+        Some(0) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "`step_secs` must be at least 1".into(),
+            ))
+        }
+        Some(s) => s,
+        None => span.div_ceil(120).max(1),
+    };
+    if span / step > 5000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{} bins is too many; raise `step_secs`", span / step),
+        ));
+    }
+    let tables = st.tables.clone();
+    let sel2 = sel.clone();
+    let [b, c] = on_query_runtime(&st, async move {
+        graylens_analyzer::charts(&tables, &sel2, step).await
+    })
+    .await??;
+    Ok(Json(json!({
+        "service": sel.service, "by": sel.by, "from": from, "to": sel.to, "step_secs": step,
+        "baseline": {"version": sel.baseline, "points": b.points, "distribution": b.distribution},
+        "canary": {"version": sel.canary, "points": c.points, "distribution": c.distribution},
+    })))
 }
 
 /// `GET /api/v1/services[?from=..&to=..]`: services with the versions, roles

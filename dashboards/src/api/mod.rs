@@ -33,6 +33,8 @@ pub struct ApiState {
     pub policy: Arc<Policy>,
     /// The alert engine: rollouts, actions, Flagger gates.
     pub alerts: Alerts,
+    /// Counters of ingestion and storage, for `/metrics`.
+    pub telemetry: crate::metrics::SelfTelemetry,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/services", get(compare::services))
         .route("/api/v1/compare", get(compare::compare))
         .route("/api/v1/verdict", get(compare::verdict))
+        .route("/api/v1/charts", get(compare::charts))
         .route(
             "/api/v1/rollouts",
             post(rollouts::create).get(rollouts::list),
@@ -53,6 +56,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/candidates", get(rollouts::candidates))
         .route("/api/v1/flagger/{hook}", post(flagger::hook))
         .route("/api/v1/query", get(prom::query))
+        .route("/metrics", get(crate::metrics::metrics))
+        .merge(crate::ui::router())
         .with_state(state)
 }
 

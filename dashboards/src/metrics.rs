@@ -1,0 +1,372 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of graylens's
+//! own health and of per-version comparison gauges.
+//!
+//! Health: records accepted and rejected, requests refused by reason, the
+//! ingest queue, the store's flushes, the alert engine's evaluations,
+//! deliveries by outcome and Flagger calls. Comparison: requests, error
+//! rate and latency quantiles of every service version over the last five
+//! minutes of entry spans (`service`, `version` labels), and each
+//! rollout's phase, verdict and score.
+
+use crate::api::{on_query_runtime, ApiState};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use graylens_analyzer::{version_series, SeriesFilter, Store};
+use graylens_collector::stats::RefusalKind;
+use graylens_collector::{IngestStats, QueueGauge, Signal, Transport};
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// What `/metrics` reads besides the alert engine.
+#[derive(Clone, Debug)]
+pub struct SelfTelemetry {
+    pub ingest: Arc<IngestStats>,
+    pub queue: QueueGauge,
+    pub store: Arc<Store>,
+}
+
+/// Window of the per-version gauges.
+const WINDOW_MINUTES: i64 = 5;
+
+/// A text exposition being written.
+#[derive(Default)]
+pub(crate) struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {}", number(value));
+    }
+}
+
+/// Label value escaping of the text format: `\`, `"` and newlines.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn health(out: &mut Exposition, t: &SelfTelemetry) {
+    let per =
+        |out: &mut Exposition, name: &str, help: &str, f: &dyn Fn(Signal, Transport) -> u64| {
+            out.family(name, "counter", help);
+            for s in Signal::ALL {
+                for tr in Transport::ALL {
+                    out.sample(
+                        name,
+                        &[("signal", s.name()), ("transport", tr.name())],
+                        f(s, tr) as f64,
+                    );
+                }
+            }
+        };
+    per(
+        out,
+        "graylens_records_accepted_total",
+        "Records stored, by signal and transport.",
+        &|s, tr| t.ingest.accepted_count(s, tr),
+    );
+    per(
+        out,
+        "graylens_records_rejected_total",
+        "Records refused one by one (OTLP partial success).",
+        &|s, tr| t.ingest.rejected_count(s, tr),
+    );
+    out.family(
+        "graylens_requests_refused_total",
+        "counter",
+        "Whole OTLP requests refused, by reason.",
+    );
+    for s in Signal::ALL {
+        for tr in Transport::ALL {
+            for k in RefusalKind::ALL {
+                let n = t.ingest.refused_count(s, tr, k);
+                out.sample(
+                    "graylens_requests_refused_total",
+                    &[
+                        ("signal", s.name()),
+                        ("transport", tr.name()),
+                        ("reason", k.name()),
+                    ],
+                    n as f64,
+                );
+            }
+        }
+    }
+    out.family(
+        "graylens_queue_depth",
+        "gauge",
+        "Converted requests waiting for the store.",
+    );
+    out.sample("graylens_queue_depth", &[], t.queue.depth() as f64);
+    out.family(
+        "graylens_queue_capacity",
+        "gauge",
+        "Capacity of the ingest queue.",
+    );
+    out.sample("graylens_queue_capacity", &[], t.queue.capacity() as f64);
+    let st = &t.store.stats;
+    out.family(
+        "graylens_store_hot_rows",
+        "gauge",
+        "Rows in memory not yet in Parquet, by signal.",
+    );
+    for s in Signal::ALL {
+        out.sample(
+            "graylens_store_hot_rows",
+            &[("signal", s.name())],
+            t.store.hot_rows(s) as f64,
+        );
+    }
+    for (name, help, v) in [
+        (
+            "graylens_store_flushes_total",
+            "Flushes of memory to Parquet.",
+            st.flushes.load(Relaxed),
+        ),
+        (
+            "graylens_store_flush_errors_total",
+            "Flushes that failed (the rows stay in memory).",
+            st.flush_errors.load(Relaxed),
+        ),
+        (
+            "graylens_store_rows_flushed_total",
+            "Rows written to Parquet.",
+            st.rows_flushed.load(Relaxed),
+        ),
+        (
+            "graylens_store_segments_deleted_total",
+            "Parquet segments removed by retention.",
+            st.segments_deleted.load(Relaxed),
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample(name, &[], v as f64);
+    }
+    out.family(
+        "graylens_store_last_flush_seconds",
+        "gauge",
+        "Duration of the last flush.",
+    );
+    out.sample(
+        "graylens_store_last_flush_seconds",
+        &[],
+        st.last_flush_micros.load(Relaxed) as f64 / 1e6,
+    );
+    out.family(
+        "graylens_store_disk_bytes",
+        "gauge",
+        "Bytes of Parquet segments on disk.",
+    );
+    out.sample(
+        "graylens_store_disk_bytes",
+        &[],
+        t.store.disk_bytes() as f64,
+    );
+}
+
+fn engine(out: &mut Exposition, st: &ApiState) {
+    let a = st.alerts.stats();
+    let evals = a.evaluations.load(Relaxed);
+    out.family(
+        "graylens_rollout_evaluation_seconds",
+        "summary",
+        "Time to judge one rollout.",
+    );
+    out.sample(
+        "graylens_rollout_evaluation_seconds_sum",
+        &[],
+        a.evaluation_micros.load(Relaxed) as f64 / 1e6,
+    );
+    out.sample(
+        "graylens_rollout_evaluation_seconds_count",
+        &[],
+        evals as f64,
+    );
+    out.family(
+        "graylens_rollout_evaluation_errors_total",
+        "counter",
+        "Evaluations that could not judge.",
+    );
+    out.sample(
+        "graylens_rollout_evaluation_errors_total",
+        &[],
+        a.evaluation_errors.load(Relaxed) as f64,
+    );
+    out.family(
+        "graylens_action_attempts_total",
+        "counter",
+        "Attempts to deliver webhooks and Argo patches, by outcome.",
+    );
+    for (outcome, v) in [
+        ("delivered", &a.deliveries_delivered),
+        ("retried", &a.deliveries_retried),
+        ("failed", &a.deliveries_failed),
+    ] {
+        out.sample(
+            "graylens_action_attempts_total",
+            &[("outcome", outcome)],
+            v.load(Relaxed) as f64,
+        );
+    }
+    out.family(
+        "graylens_flagger_hook_calls_total",
+        "counter",
+        "Flagger webhook calls answered.",
+    );
+    out.sample(
+        "graylens_flagger_hook_calls_total",
+        &[],
+        a.hook_calls.load(Relaxed) as f64,
+    );
+    let rollouts = st.alerts.list();
+    out.family(
+        "graylens_rollout_verdict",
+        "gauge",
+        "Latest verdict of each rollout: 0 pass, 1 inconclusive, 2 fail.",
+    );
+    let mut scores = Vec::new();
+    for r in &rollouts {
+        let Some(e) = r.last() else { continue };
+        let v = match e.decision {
+            graylens_analyzer::Decision::Pass => 0.0,
+            graylens_analyzer::Decision::Inconclusive => 1.0,
+            graylens_analyzer::Decision::Fail => 2.0,
+        };
+        let labels = [
+            ("rollout", r.id.as_str()),
+            ("service", e.service.as_str()),
+            ("baseline", e.baseline.as_str()),
+            ("version", e.canary.as_str()),
+            ("phase", r.phase.as_str()),
+        ];
+        out.sample("graylens_rollout_verdict", &labels, v);
+        scores.push((labels, e.score));
+    }
+    out.family(
+        "graylens_rollout_score",
+        "gauge",
+        "Latest score (0-100) of each rollout.",
+    );
+    for (labels, s) in scores {
+        out.sample("graylens_rollout_score", &labels, s);
+    }
+}
+
+pub(crate) async fn metrics(State(st): State<ApiState>) -> Response {
+    let mut out = Exposition::default();
+    health(&mut out, &st.telemetry);
+    engine(&mut out, &st);
+    let tables = st.tables.clone();
+    let from = chrono::Utc::now() - chrono::Duration::minutes(WINDOW_MINUTES);
+    let series = on_query_runtime(&st, async move {
+        version_series(&tables, &SeriesFilter::default(), Some(from)).await
+    })
+    .await;
+    match series {
+        Ok(Ok(series)) => {
+            let help = "over entry spans of the last 5 minutes, by service and version.";
+            out.family(
+                "graylens_version_requests",
+                "gauge",
+                &format!("Requests {help}"),
+            );
+            for s in &series {
+                out.sample(
+                    "graylens_version_requests",
+                    &[("service", &s.service), ("version", &s.version)],
+                    s.requests as f64,
+                );
+            }
+            out.family(
+                "graylens_version_error_rate",
+                "gauge",
+                &format!("Failed requests per request {help}"),
+            );
+            for s in &series {
+                if let Some(r) = s.error_rate() {
+                    out.sample(
+                        "graylens_version_error_rate",
+                        &[("service", &s.service), ("version", &s.version)],
+                        r,
+                    );
+                }
+            }
+            out.family(
+                "graylens_version_latency_ms",
+                "gauge",
+                &format!("Latency quantiles in milliseconds {help}"),
+            );
+            for s in &series {
+                for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")] {
+                    if let Some(v) = s.latency_ms(q) {
+                        out.sample(
+                            "graylens_version_latency_ms",
+                            &[
+                                ("service", &s.service),
+                                ("version", &s.version),
+                                ("quantile", label),
+                            ],
+                            v,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "per-version gauges of /metrics"),
+        Err(_) => tracing::error!("per-version gauges of /metrics: query task failed"),
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out.0,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_escaped_and_numbers_spelled_as_prometheus_does() {
+        let mut e = Exposition::default();
+        e.family("x_total", "counter", "An x.");
+        e.sample("x_total", &[("a", "q\"uo\\te\nd")], 1.5);
+        e.sample("y", &[], f64::INFINITY);
+        e.sample("z", &[("a", "1"), ("b", "2")], f64::NAN);
+        assert_eq!(
+            e.0,
+            "# HELP x_total An x.\n# TYPE x_total counter\nx_total{a=\"q\\\"uo\\\\te\\nd\"} 1.5\ny +Inf\nz{a=\"1\",b=\"2\"} NaN\n"
+        );
+    }
+}

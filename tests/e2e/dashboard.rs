@@ -1,0 +1,219 @@
+//! The web UI in real headless Chromium, and `/metrics`: a bad canary is
+//! streamed, a rollout registered and rolled back, then the home,
+//! comparison and rollout pages are rendered (DOM after the scripts ran)
+//! and screenshotted under `target/tmp/ui-screenshots/`.
+
+use crate::harness::{now_ns, Server};
+use crate::receiver::Receiver;
+use crate::traffic::{get, requests_at, send, Gen};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn chromium() -> PathBuf {
+    let p = std::env::var_os("GRAYLENS_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        p.exists(),
+        "headless Chromium not found at {}: run `bash .ci/run` (it installs Debian's chromium) or set GRAYLENS_TEST_CHROMIUM",
+        p.display()
+    );
+    p
+}
+
+/// Flags for a closed network (no background connections, no updates).
+fn browser(profile: &Path) -> Command {
+    let mut c = Command::new(chromium());
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--virtual-time-budget=8000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+/// The page's DOM once its scripts have run.
+fn dom(profile: &Path, url: &str) -> String {
+    let out = browser(profile)
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn screenshot(profile: &Path, url: &str, file: &Path) {
+    let out = browser(profile)
+        .arg("--window-size=1400,2600")
+        .arg(format!("--screenshot={}", file.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 20_000,
+        "screenshot {} is {size} bytes",
+        file.display()
+    );
+}
+
+#[test]
+fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(200);
+    let s = Server::start_with(&dir.path().join("data"), "[alerts]\ninterval_secs = 0.5\n");
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/rollouts", s.api))
+        .json(&json!({"name": "checkout-1.5", "service": "checkout", "baseline": "1.4.2", "canary": "1.5.0", "since": "2020-01-01T00:00:00Z",
+                      "actions": [{"type": "webhook", "url": hook.url("/hook"), "secret": "s"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut g = Gen(21);
+    // Two minutes of history in bins, the canary slower and failing more.
+    for i in 0..6u64 {
+        let t = now_ns() - (6 - i) * 20_000_000_000;
+        send(
+            &s,
+            requests_at(&mut g, "checkout", "1.4.2", 600, 20.0, 0.005, t, &[]),
+        );
+        send(
+            &s,
+            requests_at(&mut g, "checkout", "1.5.0", 600, 30.0, 0.05, t, &[]),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&s, &format!("/api/v1/rollouts/{id}")).1["phase"] != "rolled_back" {
+        assert!(Instant::now() < deadline, "not rolled back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    hook.wait_for(10, "the rollback", |l| !l.is_empty());
+
+    let profile = dir.path().join("chromium");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let home = dom(&profile, &format!("{}/", s.api));
+    for want in [
+        "Services and rollouts",
+        "checkout-1.5",
+        "1.4.2 → 1.5.0",
+        "rolled back",
+        "compare 1.4.2 → 1.5.0",
+    ] {
+        assert!(home.contains(want), "home page lacks {want:?}:\n{home}");
+    }
+
+    let url = format!(
+        "{}/compare?service=checkout&baseline=1.4.2&canary=1.5.0",
+        s.api
+    );
+    let page = dom(&profile, &url);
+    for want in [
+        "baseline: 1.4.2",
+        "canary: 1.5.0",
+        r#"class="decision fail""#,
+        "Latency distribution (cumulative)",
+        "p99 latency over time",
+        "Error rate over time",
+        "latency_p50",
+        "error_rate",
+        "GET /cart",
+        "webhook: rollback",
+        "delivered",
+    ] {
+        assert!(
+            page.contains(want),
+            "comparison page lacks {want:?}:\n{page}"
+        );
+    }
+    let charts = page.matches(r#"<svg class="chart""#).count();
+    assert!(charts >= 6, "{charts} charts drawn");
+    let lines = page.matches(r#"class="series""#).count();
+    assert!(
+        lines >= 10,
+        "{lines} series drawn: both versions in each chart"
+    );
+    assert!(
+        !page.contains("no data in the window yet"),
+        "an empty chart:\n{page}"
+    );
+
+    let rollout = dom(&profile, &format!("{}/rollouts/{id}", s.api));
+    for want in [
+        "Rollout checkout-1.5",
+        "State history",
+        "rolled back",
+        "POST http://",
+        "Verdict score at each look",
+    ] {
+        assert!(
+            rollout.contains(want),
+            "rollout page lacks {want:?}:\n{rollout}"
+        );
+    }
+    let empty = dom(
+        &profile,
+        &format!(
+            "{}/compare?service=checkout&baseline=1.4.2&canary=9.9.9",
+            s.api
+        ),
+    );
+    assert!(
+        empty.contains(r#"class="error""#) && empty.contains("9.9.9"),
+        "{empty}"
+    );
+
+    screenshot(&profile, &format!("{}/", s.api), &shots.join("home.png"));
+    screenshot(&profile, &url, &shots.join("compare.png"));
+    screenshot(
+        &profile,
+        &format!("{}/rollouts/{id}", s.api),
+        &shots.join("rollout.png"),
+    );
+    println!("screenshots in {}", shots.display());
+
+    // /metrics: health and per-version gauges, as Prometheus reads them.
+    let r = reqwest::blocking::get(format!("{}/metrics", s.api)).unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().unwrap();
+    for want in [
+        "graylens_records_accepted_total{signal=\"traces\",transport=\"http\"} 7200",
+        "graylens_queue_depth 0",
+        "graylens_action_attempts_total{outcome=\"delivered\"} 1",
+        "graylens_version_requests{service=\"checkout\",version=\"1.5.0\"}",
+        "graylens_version_latency_ms{service=\"checkout\",version=\"1.5.0\",quantile=\"0.99\"}",
+        "graylens_rollout_verdict{rollout=",
+        "# TYPE graylens_rollout_evaluation_seconds summary",
+    ] {
+        assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
+    }
+    s.stop();
+}
