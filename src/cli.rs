@@ -23,6 +23,10 @@ pub enum Command {
     Query(QueryArgs),
     /// Compare a canary with its baseline offline, over a data directory.
     Compare(CompareArgs),
+    /// A self-contained tour: graylens, a baseline and a canary sending real
+    /// OTLP, a regression injected into the canary, and a controller
+    /// stand-in that receives the signed rollback webhook.
+    Demo(DemoArgs),
     /// Ingest benchmark: send OTLP traces to a running server and report
     /// spans per CPU-second of the server (see README, Performance).
     Loadgen(LoadgenArgs),
@@ -71,6 +75,29 @@ pub struct ServeArgs {
     /// Where Parquet segments are kept [default: ./graylens-data].
     #[arg(long, env = "GRAYLENS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Run this long (e.g. 90s, 2m), print a summary and exit (non-zero if
+    /// the regression was not caught); without it, run until Ctrl-C.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// When the canary regresses.
+    #[arg(long, default_value = "30s")]
+    pub regress_after: String,
+    /// Requests per second of each version.
+    #[arg(long, default_value_t = 100)]
+    pub rps: u32,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long)]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long)]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// API and UI listen address [default: 127.0.0.1:4319].
+    #[arg(long)]
+    pub http_addr: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]

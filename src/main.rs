@@ -4,6 +4,7 @@
 mod cli;
 mod compare;
 mod config;
+mod demo;
 mod loadgen;
 mod query;
 mod serve;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => config::load(&args).and_then(serve::run),
         cli::Command::Query(args) => query::run(args),
         cli::Command::Compare(args) => compare::run(args),
+        cli::Command::Demo(args) => demo::run(args),
         cli::Command::Loadgen(args) => loadgen::run(args),
     };
     match result {

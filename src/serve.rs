@@ -15,21 +15,56 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
-    let ingest_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("graylens-ingest")
-        .enable_all()
-        .build()?;
-    let query_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.http.query_threads)
-        .thread_name("graylens-query")
-        .enable_all()
-        .build()?;
-    let result = ingest_rt.block_on(serve(cfg, query_rt.handle().clone()));
-    query_rt.shutdown_timeout(Duration::from_secs(2));
-    result
+    let rt = Runtimes::new(&cfg)?;
+    let query = rt.query.handle().clone();
+    rt.run(serve(cfg, query, wait_for_signal(), None))
 }
 
-async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<()> {
+/// The two runtimes of a server: ingestion, and queries apart from it.
+pub struct Runtimes {
+    pub ingest: tokio::runtime::Runtime,
+    pub query: tokio::runtime::Runtime,
+}
+
+impl Runtimes {
+    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        Ok(Runtimes {
+            ingest: tokio::runtime::Builder::new_multi_thread()
+                .thread_name("graylens-ingest")
+                .enable_all()
+                .build()?,
+            query: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cfg.http.query_threads)
+                .thread_name("graylens-query")
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    /// Runs `main` on the ingest runtime, then stops the query runtime.
+    pub fn run<T>(self, main: impl std::future::Future<Output = T>) -> T {
+        let out = self.ingest.block_on(main);
+        self.query.shutdown_timeout(Duration::from_secs(2));
+        out
+    }
+}
+
+/// Where a started server listens.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    pub otlp_grpc: std::net::SocketAddr,
+    pub otlp_http: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+}
+
+/// Serves until `until` completes, then shuts down stage by stage. With
+/// `ready`, the addresses are sent there instead of printed on stdout.
+pub async fn serve(
+    cfg: Config,
+    query_rt: tokio::runtime::Handle,
+    until: impl std::future::Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Listening>>,
+) -> anyhow::Result<()> {
     let store = Store::open(cfg.store.clone())?;
     let tables = Tables::new(store.clone())?;
     let (pipeline, rx) = Pipeline::bounded(cfg.pipeline.queue_capacity, cfg.otlp.queue_wait());
@@ -101,11 +136,22 @@ async fn serve(cfg: Config, query_rt: tokio::runtime::Handle) -> anyhow::Result<
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));
     drop(ingestor);
 
-    // One machine-readable line on stdout: scripts and tests read the ports from it.
-    println!("graylens ready otlp_grpc={grpc_a} otlp_http={otlp_http_a} http=http://{api_a}");
-    tracing::info!(data_dir = %cfg.store.data_dir.display(), "graylens serving; API at http://{api_a}/api/v1/health");
+    tracing::info!(data_dir = %cfg.store.data_dir.display(), "graylens serving; UI at http://{api_a}/, API at http://{api_a}/api/v1/health");
+    match ready {
+        Some(tx) => {
+            let _ = tx.send(Listening {
+                otlp_grpc: grpc_a,
+                otlp_http: otlp_http_a,
+                http: api_a,
+            });
+        }
+        // One machine-readable line on stdout: scripts and tests read the ports from it.
+        None => println!(
+            "graylens ready otlp_grpc={grpc_a} otlp_http={otlp_http_a} http=http://{api_a}"
+        ),
+    }
 
-    wait_for_signal().await;
+    until.await;
     tracing::info!("shutting down: no new requests, finishing those in flight");
     shutdown.cancel();
     let grace = Duration::from_secs(cfg.pipeline.shutdown_grace_secs);
@@ -179,7 +225,8 @@ async fn report(ingestor: Ingestor, store: Arc<Store>, stop: CancellationToken) 
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -4,6 +4,7 @@
 mod alerts;
 mod compare;
 mod dashboard;
+mod demo;
 mod harness;
 mod http_inputs;
 mod node_sdk;
