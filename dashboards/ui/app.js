@@ -203,7 +203,7 @@ async function rollout(app, id) {
       el("dt", {}, "requests"), el("dd", {}, e ? `${e.requests.baseline} baseline / ${e.requests.canary} canary` : "–"),
       el("dt", {}, "comparison"), el("dd", {}, sides[0] && sides[1] ? el("a", { href: compareHref(sides[0], sides[1], sides[2], r.spec.by, r.judged_since) }, "open") : "versions not known yet")),
       e && e.reasons.length ? el("ul", {}, e.reasons.map((x) => el("li", {}, x))) : ""),
-    el("div", { class: "card" }, verdictChart(r.history, { title: "Verdict score at each look (dots: pass green, inconclusive amber, fail red)" })),
+    el("div", { class: "grid" }, el("div", { class: "card" }, verdictChart(r.history, { title: "Verdict score at each look (dot colors: pass, inconclusive, fail)" }))),
     el("h2", {}, "State history"),
     table(["time (UTC)", "from", "to", "reason"], r.transitions.slice().reverse().map((t) => [when(t.at), badge(t.from), badge(t.to), t.reason]), "No state change yet."),
     el("h2", {}, "Actions and deliveries"),

@@ -62,7 +62,7 @@ function legend(svg, series, x, y) {
 // opts: {title, unit, yFormat, width, height, yMin}
 function lineChart(series, opts) {
   const w = opts.width || 620, h = opts.height || 230;
-  const m = { l: 56, r: 12, t: 30, b: 36 };
+  const m = { l: 56, r: 12, t: 30, b: 44 };
   const svg = frame(opts.title, w, h);
   const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && p[1] !== undefined));
   if (all.length === 0) {
@@ -72,7 +72,8 @@ function lineChart(series, opts) {
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   let x0 = Math.min(...xs), x1 = Math.max(...xs);
   if (x1 === x0) { x0 -= 30000; x1 += 30000; }
-  const yTicks = niceTicks(opts.yMin !== undefined ? opts.yMin : Math.min(0, ...ys), Math.max(...ys) * 1.05 || 1, 4);
+  const yHi = opts.yMax !== undefined ? opts.yMax : Math.max(...ys) * 1.05 || 1;
+  const yTicks = niceTicks(opts.yMin !== undefined ? opts.yMin : Math.min(0, ...ys), yHi, 4);
   const y0 = yTicks[0], y1 = yTicks[yTicks.length - 1];
   const X = (v) => m.l + ((v - x0) / (x1 - x0)) * (w - m.l - m.r);
   const Y = (v) => h - m.b - ((v - y0) / (y1 - y0 || 1)) * (h - m.t - m.b);
@@ -85,7 +86,7 @@ function lineChart(series, opts) {
   }
   const xTicks = niceTicks(x0, x1, 5).filter((t) => t >= x0 && X(t) <= w - m.r - 24);
   for (const t of xTicks) {
-    axis.appendChild(svgEl("text", { x: X(t), y: h - m.b + 16, "text-anchor": "middle" }, [fmtClock(t)]));
+    axis.appendChild(svgEl("text", { x: X(t), y: h - m.b + 15, "text-anchor": "middle" }, [fmtClock(t)]));
   }
   axis.appendChild(svgEl("line", { x1: m.l, x2: w - m.r, y1: h - m.b, y2: h - m.b }));
   axis.appendChild(svgEl("line", { x1: m.l, x2: m.l, y1: m.t, y2: h - m.b }));
@@ -100,14 +101,14 @@ function lineChart(series, opts) {
     svg.appendChild(svgEl("path", { d, fill: "none", stroke: s.color, "stroke-width": 2, class: "series", "data-name": s.name }));
     if (pts.length === 1) svg.appendChild(svgEl("circle", { cx: X(pts[0][0]), cy: Y(pts[0][1]), r: 3, fill: s.color }));
   }
-  legend(svg, series, w - 230, 16);
+  legend(svg, series, m.l, h - 4);
   return svg;
 }
 
 // Overlaid cumulative distributions of latency; buckets: [[value_ms, count], ...].
 function cdfChart(series, opts) {
   const w = opts.width || 620, h = opts.height || 260;
-  const m = { l: 56, r: 12, t: 30, b: 36 };
+  const m = { l: 56, r: 12, t: 30, b: 44 };
   const svg = frame(opts.title, w, h);
   const live = series.filter((s) => s.buckets.some((b) => b[1] > 0 && b[0] > 0));
   if (live.length === 0) {
@@ -148,7 +149,7 @@ function cdfChart(series, opts) {
     }
     svg.appendChild(svgEl("path", { d, fill: "none", stroke: s.color, "stroke-width": 2, class: "series", "data-name": s.name }));
   }
-  legend(svg, live, w - 230, 16);
+  legend(svg, live, m.l, h - 4);
   return svg;
 }
 
@@ -156,7 +157,7 @@ function cdfChart(series, opts) {
 function verdictChart(history, opts) {
   const colors = { pass: "#15803d", fail: "#b91c1c", inconclusive: "#a16207" };
   const svg = lineChart([{ name: "score", color: "#334155", points: history.map((e) => [Date.parse(e.at), e.score]) }],
-    { title: opts.title, unit: "score (0–100)", yMin: 0, width: opts.width, height: opts.height });
+    { title: opts.title, unit: "score (0–100)", yMin: 0, yMax: 100, width: opts.width, height: opts.height });
   const pts = svg.querySelectorAll("path.series");
   if (pts.length && history.length) {
     // Re-derive positions from the path to place decision dots.

@@ -215,5 +215,30 @@ fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
     ] {
         assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
     }
+    // Every series the Grafana dashboard queries is exposed.
+    let grafana: serde_json::Value = serde_json::from_str(include_str!(
+        "../../dashboards/grafana/graylens-version-comparison.json"
+    ))
+    .unwrap();
+    let used = grafana.to_string();
+    let mut names: Vec<&str> = used
+        .match_indices("graylens_")
+        .map(|(i, _)| {
+            let rest = &used[i..];
+            &rest[..rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len())]
+        })
+        .filter(|n| *n != "graylens_version_comparison")
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        assert!(
+            text.contains(&format!("\n{n}")),
+            "the Grafana dashboard queries {n}, which /metrics lacks"
+        );
+    }
     s.stop();
 }
