@@ -6,6 +6,7 @@
 
 use crate::config::AttributionConfig;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -119,9 +120,28 @@ impl Attributor {
     }
 
     pub fn record(&self, res: &ResourceAttribution, attrs: &[KeyValue]) -> Attribution {
-        let pick = |have: &Option<String>, keys: &[String]| match have {
-            Some(v) => v.clone(),
-            None => first(attrs, keys).unwrap_or_default(),
+        let a = self.record_ref(res, attrs);
+        Attribution {
+            service_name: a.service_name.into_owned(),
+            service_version: a.service_version.into_owned(),
+            deployment_environment: a.deployment_environment.into_owned(),
+            rollout_role: a.rollout_role,
+            traffic_lane: a.traffic_lane.into_owned(),
+        }
+    }
+
+    /// The same, borrowing from the resource and the record where it can:
+    /// no allocation per record when the resource names everything.
+    pub fn record_ref<'a>(
+        &self,
+        res: &'a ResourceAttribution,
+        attrs: &'a [KeyValue],
+    ) -> AttributionRef<'a> {
+        let pick = |have: &'a Option<String>, keys: &[String]| -> Cow<'a, str> {
+            match have {
+                Some(v) => Cow::Borrowed(v.as_str()),
+                None => first_ref(attrs, keys).unwrap_or_default(),
+            }
         };
         let role = res
             .role
@@ -132,7 +152,7 @@ impl Attributor {
         let role = role
             .or_else(|| self.hints.role(&service_name, &service_version))
             .unwrap_or(UNKNOWN);
-        Attribution {
+        AttributionRef {
             service_name,
             service_version,
             deployment_environment: pick(&res.environment, &self.cfg.environment_keys),
@@ -140,6 +160,25 @@ impl Attributor {
             traffic_lane: pick(&res.lane, &self.cfg.lane_keys),
         }
     }
+}
+
+/// [`Attribution`] borrowing its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributionRef<'a> {
+    pub service_name: Cow<'a, str>,
+    pub service_version: Cow<'a, str>,
+    pub deployment_environment: Cow<'a, str>,
+    pub rollout_role: &'static str,
+    pub traffic_lane: Cow<'a, str>,
+}
+
+fn first_ref<'a>(attrs: &'a [KeyValue], keys: &[String]) -> Option<Cow<'a, str>> {
+    let v = keys.iter().find_map(|k| find(attrs, k))?;
+    let text = match as_str(v) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(any_value_to_string(v)),
+    };
+    (!text.is_empty()).then_some(text)
 }
 
 fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {

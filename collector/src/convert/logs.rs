@@ -1,6 +1,6 @@
 //! Logs → the `logs` table.
 
-use super::columns::{hex_id, ns, utc, AttributionBuilder, AttrsBuilder};
+use super::columns::{append_hex_id, ns, utc, AttributionBuilder, AttrsBuilder};
 use super::{Converted, Rejections};
 use crate::attribution::{any_value_to_string, Attributor};
 use crate::schema::LOGS;
@@ -62,12 +62,17 @@ pub fn logs_to_batch(
                     0 => observed.append_null(),
                     o => observed.append_value(ns(o)),
                 }
-                attribution.append(&attributor.record(&res, &log.attributes));
+                attribution.append_ref(&attributor.record_ref(&res, &log.attributes));
                 sev_num.append_value(log.severity_number);
                 sev_text.append_value(&log.severity_text);
                 body.append_option(log.body.as_ref().map(any_value_to_string));
-                trace_id.append_option((!log.trace_id.is_empty()).then(|| hex_id(&log.trace_id)));
-                span_id.append_option((!log.span_id.is_empty()).then(|| hex_id(&log.span_id)));
+                for (out, id) in [(&mut trace_id, &log.trace_id), (&mut span_id, &log.span_id)] {
+                    if id.is_empty() {
+                        out.append_null();
+                    } else {
+                        append_hex_id(out, id);
+                    }
+                }
                 event.append_value(&log.event_name);
                 scope_name.append_value(scope);
                 attrs.append(&log.attributes);

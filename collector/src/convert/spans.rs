@@ -1,6 +1,6 @@
 //! Traces → the `spans` table.
 
-use super::columns::{hex_id, ns, utc, AttributionBuilder, AttrsBuilder};
+use super::columns::{append_hex_id, ns, utc, AttributionBuilder, AttrsBuilder};
 use super::{Converted, Rejections};
 use crate::attribution::Attributor;
 use crate::schema::SPANS;
@@ -74,14 +74,14 @@ pub fn spans_to_batch(
                 rows += 1;
                 time.append_value(ns(span.start_time_unix_nano));
                 duration.append_value(ns(span.end_time_unix_nano - span.start_time_unix_nano));
-                trace_id.append_value(hex_id(&span.trace_id));
-                span_id.append_value(hex_id(&span.span_id));
+                append_hex_id(&mut trace_id, &span.trace_id);
+                append_hex_id(&mut span_id, &span.span_id);
                 if span.parent_span_id.is_empty() {
                     parent.append_null();
                 } else {
-                    parent.append_value(hex_id(&span.parent_span_id));
+                    append_hex_id(&mut parent, &span.parent_span_id);
                 }
-                attribution.append(&attributor.record(&res, &span.attributes));
+                attribution.append_ref(&attributor.record_ref(&res, &span.attributes));
                 name.append_value(&span.name);
                 kind.append_value(span.kind);
                 let (code, msg) = span
