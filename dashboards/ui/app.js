@@ -105,6 +105,18 @@ function metricsTable(c) {
     ]), "The policy names no metrics.");
 }
 
+// by=lane: colored against uncolored traces end to end, and the hops that explain the delta.
+function lanesSection(l) {
+  const side = (x) => [x.lane || "(uncolored)", tdNum(x.traces), tdNum(ms(x.p50_ms)), tdNum(ms(x.p99_ms)), tdNum(ms(x.mean_ms))];
+  return el("div", {},
+    el("h2", {}, "Whole traces by lane (root spans)"),
+    table(["lane", "traces", "p50", "p99", "mean"], [side(l.baseline), side(l.canary)], "No traces in the window."),
+    el("h2", {}, "Where the delta comes from (self time per trace)"),
+    table(["service", "operation", "baseline ms / trace", "canary ms / trace", "delta ms / trace"],
+      l.contributors.map((x) => [x.service, x.operation, tdNum(num(x.baseline_ms_per_trace)), tdNum(num(x.canary_ms_per_trace)), tdNum(num(x.delta_ms_per_trace))]),
+      "No hop differs between the lanes."));
+}
+
 function actionsTimeline(rollouts) {
   const events = [];
   for (const r of rollouts) {
@@ -173,6 +185,7 @@ async function compare(app) {
       el("div", { class: "card" }, lineChart(series("error_rate"), { title: "Error rate over time", unit: "errors / request", yFormat: (x) => `${(100 * x).toFixed(1)}%` })),
       el("div", { class: "card" }, lineChart(series("requests"), { title: `Requests per ${ch.step_secs} s`, unit: "requests" }))),
     el("h2", {}, "Metrics judged"), metricsTable(c),
+    c.lanes ? lanesSection(c.lanes) : "",
     el("h2", {}, "Per operation"),
     table(["operation", "baseline req", "canary req", "baseline p50", "canary p50", "Δ p50", "baseline errors", "canary errors", "p (Mann–Whitney)", "adjusted p (BH)"],
       c.operations.map((o) => [o.name, tdNum(o.baseline.requests), tdNum(o.canary.requests), tdNum(ms(o.baseline.p50_ms)), tdNum(ms(o.canary.p50_ms)),
@@ -203,7 +216,7 @@ async function rollout(app, id) {
       el("dt", {}, "requests"), el("dd", {}, e ? `${e.requests.baseline} baseline / ${e.requests.canary} canary` : "–"),
       el("dt", {}, "comparison"), el("dd", {}, sides[0] && sides[1] ? el("a", { href: compareHref(sides[0], sides[1], sides[2], r.spec.by, r.judged_since) }, "open") : "versions not known yet")),
       e && e.reasons.length ? el("ul", {}, e.reasons.map((x) => el("li", {}, x))) : ""),
-    el("div", { class: "grid" }, el("div", { class: "card" }, verdictChart(r.history, { title: "Verdict score at each look (dot colors: pass, inconclusive, fail)" }))),
+    el("div", { class: "card", style: "max-width: 760px" }, verdictChart(r.history, { title: "Verdict score at each look (dot colors: pass, inconclusive, fail)" })),
     el("h2", {}, "State history"),
     table(["time (UTC)", "from", "to", "reason"], r.transitions.slice().reverse().map((t) => [when(t.at), badge(t.from), badge(t.to), t.reason]), "No state change yet."),
     el("h2", {}, "Actions and deliveries"),

@@ -106,6 +106,25 @@ fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
             requests_at(&mut g, "checkout", "1.5.0", 600, 30.0, 0.05, t, &[]),
         );
     }
+    // Full-link gray release: colored and uncolored requests of another service.
+    let t = now_ns() - 30_000_000_000;
+    send(
+        &s,
+        requests_at(&mut g, "search", "3.0", 300, 10.0, 0.0, t, &[]),
+    );
+    send(
+        &s,
+        requests_at(
+            &mut g,
+            "search",
+            "3.0",
+            300,
+            14.0,
+            0.0,
+            t,
+            &[("traffic.lane", "gray")],
+        ),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(&s, &format!("/api/v1/rollouts/{id}")).1["phase"] != "rolled_back" {
         assert!(Instant::now() < deadline, "not rolled back");
@@ -176,6 +195,25 @@ fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
             "rollout page lacks {want:?}:\n{rollout}"
         );
     }
+    let lanes = dom(
+        &profile,
+        &format!(
+            "{}/compare?service=search&baseline=&canary=gray&by=lane",
+            s.api
+        ),
+    );
+    for want in [
+        "Whole traces by lane",
+        "(uncolored)",
+        "gray",
+        "Where the delta comes from",
+        "by lane",
+    ] {
+        assert!(
+            lanes.contains(want),
+            "lane comparison lacks {want:?}:\n{lanes}"
+        );
+    }
     let empty = dom(
         &profile,
         &format!(
@@ -205,7 +243,7 @@ fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
     );
     let text = r.text().unwrap();
     for want in [
-        "graylens_records_accepted_total{signal=\"traces\",transport=\"http\"} 7200",
+        "graylens_records_accepted_total{signal=\"traces\",transport=\"http\"} 7800",
         "graylens_queue_depth 0",
         "graylens_action_attempts_total{outcome=\"delivered\"} 1",
         "graylens_version_requests{service=\"checkout\",version=\"1.5.0\"}",
