@@ -12,6 +12,12 @@ mod serve;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: decoding OTLP and building Arrow batches allocate many small
+/// strings; with glibc's allocator a third of ingest CPU went to malloc and
+/// free (perf, README "Performance").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

@@ -166,7 +166,25 @@ fn main() {
     let runs = arg("--runs", 200);
     let horizon = arg("--hours", 1) * 3600;
     let threads = arg("--threads", 2).max(1);
-    let policy = Policy::default();
+    let mut policy = Policy::default();
+    // Experiments: `--k N` sets the prior concentration, `--only TEXT` keeps
+    // the scenarios whose name contains TEXT, `--at RPS` one traffic level.
+    let text = |name: &str| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(k) = text("--k") {
+        policy.prior_concentration = k.parse().expect("--k takes a number");
+    }
+    if let Some(t) = text("--err-tol") {
+        for m in policy.metrics.iter_mut().filter(|m| m.name == "error_rate") {
+            m.tolerance_relative = t.parse().expect("--err-tol takes a number");
+        }
+    }
+    let only = text("--only").unwrap_or_default();
+    let at = arg("--at", 0);
     println!(
         "seed {seed}; a verdict every 10 s for up to {horizon} s; default policy; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
     );
@@ -197,6 +215,9 @@ fn main() {
         }
     }
     for (i, (name, change, rps, share, n)) in rows.into_iter().enumerate() {
+        if !name.contains(only.as_str()) || (at != 0 && rps != at) {
+            continue;
+        }
         // Runs are independent: spread them over `--threads` workers.
         let run_seed = |r: u64| {
             seed.wrapping_mul(1_000_003)

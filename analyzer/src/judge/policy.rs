@@ -181,7 +181,7 @@ impl Default for Policy {
                     quantile: None,
                     metric: None,
                     direction: Direction::Increase,
-                    tolerance_relative: 0.10,
+                    tolerance_relative: 0.05,
                     tolerance_absolute: 0.001,
                     critical: true,
                     weight: 1.0,
