@@ -207,7 +207,8 @@ async fn tour(
     };
     tokio::pin!(end);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let (mut last_decision, mut last_phase, mut delivered) = (String::new(), String::new(), 0usize);
+    let (mut last_decision, mut last_phase) = (String::new(), String::new());
+    let mut delivered = std::collections::HashSet::new();
     let mut regressed_at = None;
     loop {
         tokio::select! {
@@ -251,15 +252,15 @@ async fn tour(
             last_phase = phase;
         }
         let deliveries = r["deliveries"].as_array().cloned().unwrap_or_default();
-        for d in deliveries.iter().skip(delivered) {
-            if d["status"] == "delivered" {
+        for d in &deliveries {
+            let id = d["id"].as_str().unwrap_or("").to_string();
+            if d["status"] == "delivered" && delivered.insert(id) {
                 say(format!(
                     "graylens delivered the {} webhook (Idempotency-Key {}) after {} attempt(s)",
                     d["action"].as_str().unwrap_or(""),
                     d["id"].as_str().unwrap_or(""),
                     d["attempts"].as_array().map_or(0, Vec::len)
                 ));
-                delivered += 1;
             }
         }
     }

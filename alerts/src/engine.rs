@@ -12,7 +12,9 @@ use crate::actions::{deliveries, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::machine::{self, Phase, Rules};
 use crate::persist;
-use crate::rollout::{Evaluation, Origin, Rollout, SideCounts, Transition};
+use crate::rollout::{
+    ActionKind, DeliveryStatus, Evaluation, Origin, Rollout, SideCounts, Transition,
+};
 use crate::spec::{PolicyRef, RolloutSpec};
 use chrono::{DateTime, Utc};
 use graylens_analyzer::{compare, By, Decision, Policy, Selector, Tables};
@@ -112,7 +114,23 @@ impl Alerts {
         for (spec, id) in declared.iter().zip(declared_ids) {
             let same = map.get(&id).is_some_and(|r| r.spec == *spec);
             if !same {
-                let r = Rollout::new(id.clone(), Origin::Config, spec.clone(), now);
+                let mut r = Rollout::new(id.clone(), Origin::Config, spec.clone(), now);
+                // A changed declaration starts over, but what was decided
+                // still goes out: pending deliveries whose target is
+                // unchanged are kept; the others are reported.
+                if let Some(old) = map.get(&id) {
+                    for d in old
+                        .deliveries
+                        .iter()
+                        .filter(|d| d.status == DeliveryStatus::Pending)
+                    {
+                        if spec.actions.get(d.target) == old.spec.actions.get(d.target) {
+                            r.deliveries.push(d.clone());
+                        } else {
+                            tracing::warn!(rollout = %id, delivery = %d.id, action = d.action.as_str(), url = %d.url, "pending delivery dropped: its action was changed in the config");
+                        }
+                    }
+                }
                 persist::save(&dir, &r).map_err(|e| Error::Io(e.to_string()))?;
                 tracing::info!(rollout = %id, service = %spec.service, "rollout declared in the config");
                 map.insert(id, r);
@@ -121,7 +139,7 @@ impl Alerts {
         let pending: usize = map
             .values()
             .flat_map(|r| &r.deliveries)
-            .filter(|d| d.status == crate::rollout::DeliveryStatus::Pending)
+            .filter(|d| d.status == DeliveryStatus::Pending)
             .count();
         tracing::info!(
             rollouts = map.len(),
@@ -235,8 +253,8 @@ impl Alerts {
         let mut r = removed.ok_or_else(|| Error::NotFound(format!("no rollout {id:?}")))?;
         persist::remove(&self.inner.dir, id).map_err(|e| Error::Io(e.to_string()))?;
         for d in &mut r.deliveries {
-            if d.status == crate::rollout::DeliveryStatus::Pending {
-                d.status = crate::rollout::DeliveryStatus::Cancelled;
+            if d.status == DeliveryStatus::Pending {
+                d.status = DeliveryStatus::Cancelled;
             }
         }
         tracing::info!(rollout = %id, "rollout deleted");
@@ -364,21 +382,37 @@ impl Alerts {
         let sides_changed = r.last().is_none_or(|l| {
             (&l.service, &l.baseline, &l.canary) != (&eval.service, &eval.baseline, &eval.canary)
         });
+        // Kept to undo the transition if it cannot be written: nothing is
+        // sent before it is on disk, and the next look decides again.
+        let before = step.as_ref().map(|_| r.clone());
         r.record(eval);
         let step_taken = step.is_some();
+        let mut queued = false;
         if let Some(s) = step {
             tracing::info!(rollout = %r.id, service = %service, from = r.phase.as_str(), to = s.to.as_str(), reason = %s.reason, "rollout transition");
             transition(r, s.to, s.reason, at);
-            if let Some(action) = s.action {
-                let new = deliveries(r, action, decision.as_str(), &reasons, evidence, at);
+            for action in s.actions {
+                if action == ActionKind::Rollback {
+                    supersede(r, at);
+                }
+                let new = deliveries(r, action, decision.as_str(), &reasons, evidence.clone(), at);
                 if !new.is_empty() {
                     tracing::info!(rollout = %r.id, action = action.as_str(), deliveries = new.len(), "action queued");
                     r.deliveries.extend(new);
-                    self.inner.wake.notify_one();
+                    queued = true;
                 }
             }
         }
-        self.save(r);
+        if let Err(e) = persist::save(&self.inner.dir, r) {
+            tracing::error!(rollout = %r.id, error = %e, "could not write the rollout file; the transition is undone and will be decided again");
+            if let Some(old) = before {
+                *r = old;
+            }
+            return;
+        }
+        if queued {
+            self.inner.wake.notify_one();
+        }
         if sides_changed || step_taken {
             refresh_hints(&self.inner.hints, &map);
         }
@@ -401,6 +435,23 @@ impl Alerts {
             self.save(r);
         }
         tracing::info!("alert engine stopped; pending deliveries stay in the outbox");
+    }
+}
+
+/// A rollback makes pending pause, resume and promote deliveries moot: they
+/// are cancelled so the rollback does not wait behind them.
+fn supersede(r: &mut Rollout, at: DateTime<Utc>) {
+    for d in r
+        .deliveries
+        .iter_mut()
+        .filter(|d| d.status == DeliveryStatus::Pending && d.action != ActionKind::Rollback)
+    {
+        d.status = DeliveryStatus::Cancelled;
+        d.attempts.push(crate::rollout::Attempt {
+            at,
+            http_status: None,
+            outcome: "cancelled: superseded by the rollback".into(),
+        });
     }
 }
 
@@ -445,4 +496,104 @@ pub fn config_id(spec: &RolloutSpec) -> String {
         })
         .collect();
     format!("config-{safe}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use graylens_analyzer::{Store, StoreConfig};
+
+    fn open(dir: &Path, declared: &[RolloutSpec]) -> Alerts {
+        let store = Store::open(StoreConfig {
+            data_dir: dir.join("store"),
+            ..Default::default()
+        })
+        .unwrap();
+        let cfg = AlertsConfig {
+            interval: Duration::from_secs(10),
+            rules: Rules {
+                pause_after_inconclusive: None,
+                pause_on_srm: true,
+            },
+            retry: RetryPolicy {
+                timeout: Duration::from_secs(1),
+                backoff_initial: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(2),
+                give_up_after: Duration::from_secs(60),
+            },
+            max_rollouts: 10,
+        };
+        let policies = BTreeMap::from([("default".to_string(), Arc::new(Policy::default()))]);
+        Alerts::open(
+            dir,
+            Tables::new(store).unwrap(),
+            policies,
+            cfg,
+            declared,
+            RoleHints::default(),
+        )
+        .unwrap()
+    }
+
+    fn spec(urls: &[&str]) -> RolloutSpec {
+        let actions: Vec<Value> = urls
+            .iter()
+            .map(|u| json!({"type": "webhook", "url": u, "secret": "s"}))
+            .collect();
+        serde_json::from_value(json!({"name": "shop", "service": "shop", "baseline": "1", "canary": "2", "actions": actions}))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_changed_declaration_keeps_pending_deliveries_of_unchanged_actions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/a"])]);
+        {
+            let mut map = a.lock();
+            let r = map.get_mut("config-shop").unwrap();
+            let d = deliveries(
+                r,
+                ActionKind::Rollback,
+                "fail",
+                &[],
+                Value::Null,
+                Utc::now(),
+            );
+            r.deliveries.extend(d);
+            persist::save(&a.inner.dir, r).unwrap();
+        }
+        drop(a);
+        // An action added: the pending rollback to the first target survives.
+        let a = open(
+            tmp.path(),
+            &[spec(&["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"])],
+        );
+        let r = a.get("config-shop").unwrap();
+        assert_eq!(r.deliveries.len(), 1);
+        assert_eq!(r.deliveries[0].status, DeliveryStatus::Pending);
+        drop(a);
+        // The first action changed: its pending delivery is dropped.
+        let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/c"])]);
+        assert!(a.get("config-shop").unwrap().deliveries.is_empty());
+    }
+
+    #[test]
+    fn a_rollback_cancels_pending_pauses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/a"])]);
+        let mut map = a.lock();
+        let r = map.get_mut("config-shop").unwrap();
+        let pause = deliveries(
+            r,
+            ActionKind::Pause,
+            "inconclusive",
+            &[],
+            Value::Null,
+            Utc::now(),
+        );
+        r.deliveries.extend(pause);
+        supersede(r, Utc::now());
+        assert_eq!(r.deliveries[0].status, DeliveryStatus::Cancelled);
+        assert!(r.deliveries[0].attempts[0].outcome.contains("superseded"));
+    }
 }

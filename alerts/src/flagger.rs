@@ -211,6 +211,17 @@ impl Alerts {
             .map(|r| r.id.clone());
         let id = match id {
             Some(id) => id,
+            None if map.len() >= self.inner.cfg.max_rollouts => {
+                tracing::error!(namespace = %req.namespace, name = %req.name, "Flagger canary not watched: alerts.max_rollouts reached");
+                return (
+                    503,
+                    format!(
+                        "graylens already watches {} rollouts (alerts.max_rollouts); delete finished ones",
+                        map.len()
+                    ),
+                    String::new(),
+                );
+            }
             None => {
                 let spec = RolloutSpec {
                     name: Some(format!("{}/{}", req.namespace, req.name)),
@@ -233,7 +244,11 @@ impl Alerts {
         };
         let r = map.get_mut(&id).expect("found or inserted");
         if !req.checksum.is_empty() && r.flagger_checksum.as_deref() != Some(&req.checksum) {
-            if r.flagger_checksum.is_some() {
+            // A new revision starts over; so does the first one Flagger names
+            // for a rollout registered before it (unless the user fixed `since`).
+            let restart = r.flagger_checksum.is_some()
+                || (r.origin != Origin::Flagger && r.spec.since.is_none());
+            if restart {
                 tracing::info!(rollout = %r.id, checksum = %req.checksum, "new Flagger canary revision: judging from now");
                 transition(
                     r,

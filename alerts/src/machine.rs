@@ -8,10 +8,11 @@
 //!  any phase but rolled_back ──fail──► rolled_back (terminal)
 //! ```
 //!
-//! An action fires on a transition only, never on a tick that keeps the
+//! Actions fire on a transition only, never on a tick that keeps the
 //! phase: `rollback` on entering `rolled_back`, `pause` on entering
 //! `paused`, `resume` on leaving `paused` for `passed`, and `promote` on
-//! entering `passed` when the rollout asks for it. `passed` is not final:
+//! entering `passed` (after `resume` when leaving `paused`) when the
+//! rollout asks for it. `passed` is not final:
 //! the tests are anytime-valid, so a regression that shows up later still
 //! rolls the canary back.
 
@@ -60,7 +61,8 @@ pub struct Rules {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub to: Phase,
-    pub action: Option<ActionKind>,
+    /// What to send, in order (none for most transitions).
+    pub actions: Vec<ActionKind>,
     pub reason: String,
 }
 
@@ -80,28 +82,36 @@ pub fn step(
     if eval.decision == Decision::Fail {
         return Some(Step {
             to: Phase::RolledBack,
-            action: Some(ActionKind::Rollback),
+            actions: vec![ActionKind::Rollback],
             reason: format!("verdict fail: {}", reasons()),
         });
     }
     let has_data = eval.requests.baseline > 0 && eval.requests.canary > 0;
-    let to =
-        |to: Phase, action: Option<ActionKind>, reason: String| Some(Step { to, action, reason });
+    let to = |to: Phase, actions: Vec<ActionKind>, reason: String| {
+        Some(Step {
+            to,
+            actions,
+            reason,
+        })
+    };
+    let promote = || promote_on_pass.then_some(ActionKind::Promote);
     match (phase, eval.decision) {
         (Phase::Paused, Decision::Pass) => to(
             Phase::Passed,
-            Some(ActionKind::Resume),
+            std::iter::once(ActionKind::Resume)
+                .chain(promote())
+                .collect(),
             format!("verdict pass: {}", reasons()),
         ),
         (Phase::Paused, _) | (Phase::Passed, Decision::Pass) => None,
         (_, Decision::Pass) => to(
             Phase::Passed,
-            promote_on_pass.then_some(ActionKind::Promote),
+            promote().into_iter().collect(),
             format!("verdict pass: {}", reasons()),
         ),
         _ if rules.pause_on_srm && eval.sample_ratio_mismatch => to(
             Phase::Paused,
-            Some(ActionKind::Pause),
+            vec![ActionKind::Pause],
             format!("sample ratio mismatch: {}", reasons()),
         ),
         (Phase::Passed, _) => None,
@@ -112,7 +122,7 @@ pub fn step(
                 if long >= limit {
                     return to(
                         Phase::Paused,
-                        Some(ActionKind::Pause),
+                        vec![ActionKind::Pause],
                         format!(
                             "inconclusive for {}s (limit {}s): {}",
                             long.as_secs(),
@@ -124,7 +134,7 @@ pub fn step(
             }
             (phase == Phase::WaitingForData && has_data).then(|| Step {
                 to: Phase::Analyzing,
-                action: None,
+                actions: Vec::new(),
                 reason: format!(
                     "traffic on both sides: {} baseline and {} canary requests",
                     eval.requests.baseline, eval.requests.canary
@@ -176,8 +186,8 @@ mod tests {
         ] {
             let s = step(p, &eval(Decision::Fail, 9, 9, 0), None, false, &RULES).unwrap();
             assert_eq!(
-                (s.to, s.action),
-                (Phase::RolledBack, Some(ActionKind::Rollback))
+                (s.to, s.actions),
+                (Phase::RolledBack, vec![ActionKind::Rollback])
             );
         }
         assert_eq!(
@@ -204,7 +214,7 @@ mod tests {
             &RULES,
         )
         .unwrap();
-        assert_eq!((s.to, s.action), (Phase::Analyzing, None));
+        assert_eq!((s.to, s.actions), (Phase::Analyzing, vec![]));
         assert_eq!(
             step(
                 Phase::Analyzing,
@@ -221,9 +231,9 @@ mod tests {
     fn pass_fires_promote_only_when_asked_and_only_once() {
         let e = eval(Decision::Pass, 500, 500, 30);
         let s = step(Phase::Analyzing, &e, None, false, &RULES).unwrap();
-        assert_eq!((s.to, s.action), (Phase::Passed, None));
+        assert_eq!((s.to, s.actions), (Phase::Passed, vec![]));
         let s = step(Phase::Analyzing, &e, None, true, &RULES).unwrap();
-        assert_eq!(s.action, Some(ActionKind::Promote));
+        assert_eq!(s.actions, vec![ActionKind::Promote]);
         assert_eq!(step(Phase::Passed, &e, None, true, &RULES), None);
     }
 
@@ -233,7 +243,7 @@ mod tests {
         assert_eq!(step(Phase::Analyzing, &e, t0(), false, &RULES), None);
         let e = eval(Decision::Inconclusive, 5, 5, 600);
         let s = step(Phase::Analyzing, &e, t0(), false, &RULES).unwrap();
-        assert_eq!((s.to, s.action), (Phase::Paused, Some(ActionKind::Pause)));
+        assert_eq!((s.to, s.actions), (Phase::Paused, vec![ActionKind::Pause]));
         assert_eq!(step(Phase::Paused, &e, t0(), false, &RULES), None);
         let never = Rules {
             pause_after_inconclusive: None,
@@ -248,7 +258,16 @@ mod tests {
             &RULES,
         )
         .unwrap();
-        assert_eq!((s.to, s.action), (Phase::Passed, Some(ActionKind::Resume)));
+        assert_eq!((s.to, s.actions), (Phase::Passed, vec![ActionKind::Resume]));
+        let s = step(
+            Phase::Paused,
+            &eval(Decision::Pass, 9, 9, 700),
+            None,
+            true,
+            &RULES,
+        )
+        .unwrap();
+        assert_eq!(s.actions, vec![ActionKind::Resume, ActionKind::Promote]);
     }
 
     #[test]
@@ -263,7 +282,7 @@ mod tests {
         let mut e = eval(Decision::Inconclusive, 900, 10, 20);
         e.sample_ratio_mismatch = true;
         let s = step(Phase::Analyzing, &e, t0(), false, &RULES).unwrap();
-        assert_eq!((s.to, s.action), (Phase::Paused, Some(ActionKind::Pause)));
+        assert_eq!((s.to, s.actions), (Phase::Paused, vec![ActionKind::Pause]));
         let s = step(Phase::Passed, &e, t0(), false, &RULES).unwrap();
         assert_eq!(s.to, Phase::Paused);
         let off = Rules {

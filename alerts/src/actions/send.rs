@@ -4,7 +4,9 @@
 //! any other 4xx (the request itself is wrong; repeating it cannot help).
 //! Waits grow exponentially with full jitter in [½, 1] of the step, capped;
 //! a `Retry-After` (seconds or an HTTP date) from a 429 or 503 is honored,
-//! up to an hour.
+//! up to an hour and never below the first backoff step (a `Retry-After: 0`
+//! does not make graylens hammer the receiver). Redirects are not followed:
+//! a 3xx is a refusal, since following it would turn the POST into a GET.
 
 use crate::rollout::Delivery;
 use crate::spec::ActionSpec;
@@ -79,11 +81,13 @@ pub fn classify(
     match status {
         200..=299 => Outcome::Delivered { status },
         408 | 429 | 500..=599 => {
-            let after = headers
-                .get(RETRY_AFTER)
+            let backoff = policy.backoff(attempts, fastrand::f64());
+            let after = matches!(status, 429 | 503)
+                .then(|| headers.get(RETRY_AFTER))
+                .flatten()
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, now))
-                .unwrap_or_else(|| policy.backoff(attempts, fastrand::f64()));
+                .map_or(backoff, |d| d.max(policy.backoff_initial));
             Outcome::Retry {
                 status: Some(status),
                 after,
@@ -120,6 +124,7 @@ pub async fn attempt(
 ) -> Outcome {
     let mut builder = reqwest::Client::builder()
         .timeout(policy.timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("graylens/", env!("CARGO_PKG_VERSION")));
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&d.content_type) {
@@ -258,6 +263,21 @@ mod tests {
         assert!(matches!(
             classify(429, &h, 1, &P, now),
             Outcome::Retry { after, .. } if after == Duration::from_secs(3)
+        ));
+        // Not below the first backoff step; only 429 and 503 carry it.
+        h.insert(RETRY_AFTER, HeaderValue::from_static("0"));
+        assert!(matches!(
+            classify(503, &h, 1, &P, now),
+            Outcome::Retry { after, .. } if after == Duration::from_secs(1)
+        ));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        assert!(matches!(
+            classify(500, &h, 1, &P, now),
+            Outcome::Retry { after, .. } if after <= Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            classify(302, &h, 1, &P, now),
+            Outcome::Refused { .. }
         ));
     }
 }

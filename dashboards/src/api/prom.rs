@@ -34,6 +34,8 @@ pub(crate) const METRICS: [&str; 4] = [
     "graylens_latency_ms",
 ];
 const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+/// Longest `window` answered.
+const MAX_WINDOW_SECS: u64 = 366 * 86_400;
 
 /// A parsed query.
 #[derive(Debug, PartialEq)]
@@ -71,6 +73,9 @@ fn parse_window(v: &str) -> Result<Duration, String> {
     }
     if secs == 0 {
         return Err("window must be positive".into());
+    }
+    if secs > MAX_WINDOW_SECS {
+        return Err(format!("window {v:?} is longer than 366 days"));
     }
     Ok(Duration::from_secs(secs))
 }

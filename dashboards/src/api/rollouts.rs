@@ -78,7 +78,14 @@ pub(crate) async fn candidates(
     params: Result<Query<CandidateParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let window = std::time::Duration::from_secs(p.window_secs.unwrap_or(300).max(1));
+    let secs = p.window_secs.unwrap_or(300);
+    if !(1..=366 * 86_400).contains(&secs) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "`window_secs` must be between 1 and 31622400 (366 days)".into(),
+        ));
+    }
+    let window = std::time::Duration::from_secs(secs);
     let alerts = st.alerts.clone();
     let list = on_query_runtime(&st, async move { alerts.candidates(window).await }).await??;
     Ok(Json(json!({"candidates": to_json(&list)?})))
