@@ -11,19 +11,8 @@ set -euo pipefail
 REQUESTS="${1:-400}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-BIN=target/release/graylens
-[[ -x "$BIN" ]] || { echo "error: $BIN not found; run 'cargo build --release' first" >&2; exit 1; }
-
-WORK="$(mktemp -d)"
-trap 'kill "$PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-printf '[alerts]\ninterval_secs = 1\n' > "$WORK/graylens.toml"
-"$BIN" serve --config "$WORK/graylens.toml" --data-dir "$WORK/data" \
-  --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
-  > "$WORK/ready" 2> "$WORK/server.log" &
-PID=$!
-for _ in $(seq 100); do grep -q ready "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
-field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" "$WORK/ready"; }
-GRPC="http://$(field otlp_grpc)"; HTTP="http://$(field otlp_http)"; API="$(field http)"
+source bench/lib.sh
+start_graylens '[alerts]\ninterval_secs = 1'
 
 loadgen() { "$BIN" loadgen --server-pid "$PID" --grpc "$GRPC" --http "$HTTP" --requests "$REQUESTS" | grep "end to end"; }
 evals() { curl -s "$API/metrics" | awk '/^graylens_rollout_evaluation_seconds_(sum|count)/ {printf "%s=%s ", $1, $2}'; echo; }

@@ -1,13 +1,10 @@
 //! What the store has seen: services, and per service the versions, rollout
 //! roles and traffic lanes with their request counts (`GET /api/v1/services`).
 
-use crate::compare::{time_window, ENTRY_SPANS};
-use crate::error::{Error, Result};
+use crate::compare::{ints_col, strings_col, time_window, ENTRY_SPANS};
+use crate::error::Result;
 use crate::sql::Tables;
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -44,24 +41,13 @@ pub async fn services(
     type Acc = (u64, [BTreeMap<String, (u64, u64)>; 3]);
     let mut by_service: BTreeMap<String, Acc> = BTreeMap::new();
     for b in tables.internal(&sql).await? {
-        let col = |i: usize, t: DataType| {
-            cast(b.column(i), &t).map_err(|e| Error::Internal(e.to_string()))
-        };
-        let strs: Vec<_> = (0..4)
-            .map(|i| col(i, DataType::Utf8))
-            .collect::<Result<_>>()?;
-        let (n, e) = (col(4, DataType::Int64)?, col(5, DataType::Int64)?);
-        let (n, e) = (n.as_primitive::<Int64Type>(), e.as_primitive::<Int64Type>());
+        let strs = [0, 1, 2, 3].map(|i| strings_col(b.column(i)));
+        let [svc, ver, role, lane] = strs;
+        let cols = [svc?, ver?, role?, lane?];
+        let (n, e) = (ints_col(b.column(4))?, ints_col(b.column(5))?);
         for r in 0..b.num_rows() {
-            let s = |i: usize| {
-                let a = strs[i].as_string::<i32>();
-                if a.is_null(r) {
-                    String::new()
-                } else {
-                    a.value(r).to_string()
-                }
-            };
-            let (count, errors) = (n.value(r) as u64, e.value(r) as u64);
+            let s = |i: usize| cols[i][r].clone().unwrap_or_default();
+            let (count, errors) = (n[r].unwrap_or(0) as u64, e[r].unwrap_or(0) as u64);
             let entry = by_service.entry(s(0)).or_default();
             entry.0 += count;
             for (k, map) in entry.1.iter_mut().enumerate() {
@@ -129,28 +115,16 @@ pub async fn deployments(
     );
     let mut out = Vec::new();
     for b in tables.internal(&sql).await? {
-        let col = |i: usize, t: DataType| {
-            cast(b.column(i), &t).map_err(|e| Error::Internal(e.to_string()))
-        };
-        let strs: Vec<_> = (0..3)
-            .map(|i| col(i, DataType::Utf8))
-            .collect::<Result<_>>()?;
-        let n = col(3, DataType::Int64)?;
-        let n = n.as_primitive::<Int64Type>();
+        let [d, svc, ver] = [0, 1, 2].map(|i| strings_col(b.column(i)));
+        let (d, svc, ver) = (d?, svc?, ver?);
+        let n = ints_col(b.column(3))?;
         for r in 0..b.num_rows() {
-            let s = |i: usize| {
-                let a = strs[i].as_string::<i32>();
-                if a.is_null(r) {
-                    String::new()
-                } else {
-                    a.value(r).to_string()
-                }
-            };
+            let text = |c: &[Option<String>]| c[r].clone().unwrap_or_default();
             out.push(DeploymentTraffic {
-                deployment: s(0),
-                service: s(1),
-                version: s(2),
-                requests: n.value(r) as u64,
+                deployment: text(&d),
+                service: text(&svc),
+                version: text(&ver),
+                requests: n[r].unwrap_or(0) as u64,
             });
         }
     }
