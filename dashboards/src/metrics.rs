@@ -62,7 +62,8 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn number(v: f64) -> String {
+/// Prometheus's text for a sample value (also the values of `/api/v1/query`).
+pub(crate) fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {

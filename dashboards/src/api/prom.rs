@@ -207,18 +207,7 @@ fn bad_data(msg: String) -> Response {
 }
 
 fn sample(metric: Value, ts: f64, v: f64) -> Value {
-    json!({"metric": metric, "value": [ts, format_value(v)]})
-}
-
-/// Prometheus's text for a sample value.
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
+    json!({"metric": metric, "value": [ts, crate::metrics::number(v)]})
 }
 
 pub(crate) async fn query(
