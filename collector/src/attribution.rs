@@ -107,19 +107,20 @@ impl Attributor {
         Self { cfg, hints }
     }
 
-    pub fn resource(&self, attrs: &[KeyValue]) -> ResourceAttribution {
+    pub fn resource<A: Attrs + ?Sized>(&self, attrs: &A) -> ResourceAttribution {
         ResourceAttribution {
-            service_name: first(attrs, &self.cfg.service_keys),
-            service_version: first(attrs, &self.cfg.version_keys),
-            environment: first(attrs, &self.cfg.environment_keys),
+            service_name: first(attrs, &self.cfg.service_keys).map(Cow::into_owned),
+            service_version: first(attrs, &self.cfg.version_keys).map(Cow::into_owned),
+            environment: first(attrs, &self.cfg.environment_keys).map(Cow::into_owned),
             role: first_role(attrs, &self.cfg.role_keys),
-            lane: first(attrs, &self.cfg.lane_keys),
-            primary_deployment: find(attrs, &self.cfg.deployment_name_key)
-                .is_some_and(|v| as_str(v).is_some_and(|s| s.ends_with("-primary"))),
+            lane: first(attrs, &self.cfg.lane_keys).map(Cow::into_owned),
+            primary_deployment: attrs
+                .str_of(&self.cfg.deployment_name_key)
+                .is_some_and(|s| s.ends_with("-primary")),
         }
     }
 
-    pub fn record(&self, res: &ResourceAttribution, attrs: &[KeyValue]) -> Attribution {
+    pub fn record<A: Attrs + ?Sized>(&self, res: &ResourceAttribution, attrs: &A) -> Attribution {
         let a = self.record_ref(res, attrs);
         Attribution {
             service_name: a.service_name.into_owned(),
@@ -132,15 +133,15 @@ impl Attributor {
 
     /// The same, borrowing from the resource and the record where it can:
     /// no allocation per record when the resource names everything.
-    pub fn record_ref<'a>(
+    pub fn record_ref<'a, A: Attrs + ?Sized>(
         &self,
         res: &'a ResourceAttribution,
-        attrs: &'a [KeyValue],
+        attrs: &'a A,
     ) -> AttributionRef<'a> {
         let pick = |have: &'a Option<String>, keys: &[String]| -> Cow<'a, str> {
             match have {
                 Some(v) => Cow::Borrowed(v.as_str()),
-                None => first_ref(attrs, keys).unwrap_or_default(),
+                None => first(attrs, keys).unwrap_or_default(),
             }
         };
         let role = res
@@ -160,6 +161,12 @@ impl Attributor {
             traffic_lane: pick(&res.lane, &self.cfg.lane_keys),
         }
     }
+
+    /// Whether the resource alone names the service (the common case: a
+    /// record's attributes need not be consulted for it).
+    pub fn resource_names_service(res: &ResourceAttribution) -> bool {
+        res.service_name.is_some()
+    }
 }
 
 /// [`Attribution`] borrowing its text.
@@ -172,13 +179,57 @@ pub struct AttributionRef<'a> {
     pub traffic_lane: Cow<'a, str>,
 }
 
-fn first_ref<'a>(attrs: &'a [KeyValue], keys: &[String]) -> Option<Cow<'a, str>> {
-    let v = keys.iter().find_map(|k| find(attrs, k))?;
-    let text = match as_str(v) {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(any_value_to_string(v)),
-    };
-    (!text.is_empty()).then_some(text)
+/// Attributes to look keys up in: prost's `[KeyValue]` or the borrowed
+/// [`Kv`](crate::wire::Kv)s of the wire decoder.
+pub trait Attrs {
+    /// The first attribute named `key`: `None` when absent or without a
+    /// value; `Some(text)` otherwise, rendered like [`any_value_to_string`].
+    fn text_of(&self, key: &str) -> Option<Cow<'_, str>>;
+    /// The first attribute named `key` if it holds a string.
+    fn str_of(&self, key: &str) -> Option<&str>;
+}
+
+impl Attrs for [KeyValue] {
+    fn text_of(&self, key: &str) -> Option<Cow<'_, str>> {
+        let v = find(self, key)?;
+        Some(match as_str(v) {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(any_value_to_string(v)),
+        })
+    }
+
+    fn str_of(&self, key: &str) -> Option<&str> {
+        find(self, key).and_then(as_str)
+    }
+}
+
+impl Attrs for [crate::wire::Kv<'_>] {
+    fn text_of(&self, key: &str) -> Option<Cow<'_, str>> {
+        let v = self.iter().find(|kv| kv.key == key)?.value.as_ref()?;
+        Some(v.text())
+    }
+
+    fn str_of(&self, key: &str) -> Option<&str> {
+        self.iter().find(|kv| kv.key == key)?.value?.as_str()
+    }
+}
+
+impl Attrs for Vec<KeyValue> {
+    fn text_of(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.as_slice().text_of(key)
+    }
+    fn str_of(&self, key: &str) -> Option<&str> {
+        self.as_slice().str_of(key)
+    }
+}
+
+impl<T: Attrs + ?Sized> Attrs for &T {
+    fn text_of(&self, key: &str) -> Option<Cow<'_, str>> {
+        (**self).text_of(key)
+    }
+    fn str_of(&self, key: &str) -> Option<&str> {
+        (**self).str_of(key)
+    }
 }
 
 fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
@@ -195,17 +246,17 @@ fn as_str(v: &AnyValue) -> Option<&str> {
     }
 }
 
-fn first(attrs: &[KeyValue], keys: &[String]) -> Option<String> {
+/// The value of the first key present (even if empty: an empty value does
+/// not fall through to the next key), as text; `None` when empty.
+fn first<'a, A: Attrs + ?Sized>(attrs: &'a A, keys: &[String]) -> Option<Cow<'a, str>> {
     keys.iter()
-        .find_map(|k| find(attrs, k))
-        .map(any_value_to_string)
+        .find_map(|k| attrs.text_of(k))
         .filter(|s| !s.is_empty())
 }
 
-fn first_role(attrs: &[KeyValue], keys: &[String]) -> Option<&'static str> {
+fn first_role<A: Attrs + ?Sized>(attrs: &A, keys: &[String]) -> Option<&'static str> {
     keys.iter()
-        .filter_map(|k| find(attrs, k))
-        .find_map(|v| as_str(v).and_then(role_from_label))
+        .find_map(|k| attrs.str_of(k).and_then(role_from_label))
 }
 
 /// Renders any OTLP value as text: strings as they are, numbers and booleans
@@ -256,6 +307,8 @@ fn any_value_to_json(v: Option<&Value>) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    const NONE: &[KeyValue] = &[];
+
     pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
             key: k.into(),
@@ -270,20 +323,20 @@ mod tests {
     fn watched_rollouts_name_the_role_last() {
         let hints = RoleHints::default();
         let a = Attributor::with_hints(AttributionConfig::default(), hints.clone());
-        let res = |v: &str| a.resource(&[kv("service.name", "shop"), kv("service.version", v)]);
-        assert_eq!(a.record(&res("2"), &[]).rollout_role, UNKNOWN);
+        let res = |v: &str| a.resource(&vec![kv("service.name", "shop"), kv("service.version", v)]);
+        assert_eq!(a.record(&res("2"), NONE).rollout_role, UNKNOWN);
         hints.set([("shop", "1", "2"), ("other", "x", "x")]);
-        assert_eq!(a.record(&res("1"), &[]).rollout_role, BASELINE);
-        assert_eq!(a.record(&res("2"), &[]).rollout_role, CANARY);
-        assert_eq!(a.record(&res("3"), &[]).rollout_role, UNKNOWN);
+        assert_eq!(a.record(&res("1"), NONE).rollout_role, BASELINE);
+        assert_eq!(a.record(&res("2"), NONE).rollout_role, CANARY);
+        assert_eq!(a.record(&res("3"), NONE).rollout_role, UNKNOWN);
         // An explicit label still wins.
         assert_eq!(
-            a.record(&res("1"), &[kv("rollout.role", "canary")])
+            a.record(&res("1"), &[kv("rollout.role", "canary")][..])
                 .rollout_role,
             CANARY
         );
         hints.set([]);
-        assert_eq!(a.record(&res("1"), &[]).rollout_role, UNKNOWN);
+        assert_eq!(a.record(&res("1"), NONE).rollout_role, UNKNOWN);
     }
 
     fn attributor() -> Attributor {
@@ -293,14 +346,14 @@ mod tests {
     #[test]
     fn resource_keys_win_and_fall_back_in_order() {
         let a = attributor();
-        let res = a.resource(&[
+        let res = a.resource(&vec![
             kv("service.name", "checkout"),
             kv("deployment.version", "1.4.0"),
             kv("deployment.environment", "prod"),
         ]);
         let got = a.record(
             &res,
-            &[kv("service.name", "ignored"), kv("traffic.lane", "gray")],
+            &[kv("service.name", "ignored"), kv("traffic.lane", "gray")][..],
         );
         assert_eq!(got.service_name, "checkout");
         assert_eq!(got.service_version, "1.4.0");
@@ -312,11 +365,11 @@ mod tests {
     #[test]
     fn service_version_preferred_over_deployment_version() {
         let a = attributor();
-        let res = a.resource(&[
+        let res = a.resource(&vec![
             kv("deployment.version", "old"),
             kv("service.version", "new"),
         ]);
-        assert_eq!(a.record(&res, &[]).service_version, "new");
+        assert_eq!(a.record(&res, NONE).service_version, "new");
     }
 
     #[test]
@@ -336,13 +389,14 @@ mod tests {
             (vec![kv("k8s.deployment.name", "podinfo-primary")], BASELINE),
             (vec![kv("k8s.deployment.name", "podinfo")], UNKNOWN),
         ] {
-            let res = a.resource(&attrs);
-            assert_eq!(a.record(&res, &[]).rollout_role, want, "{attrs:?}");
+            let res = a.resource(&attrs[..]);
+            assert_eq!(a.record(&res, NONE).rollout_role, want, "{attrs:?}");
         }
         // A record-level role beats the -primary fallback of the resource.
-        let res = a.resource(&[kv("k8s.deployment.name", "podinfo-primary")]);
+        let res = a.resource(&vec![kv("k8s.deployment.name", "podinfo-primary")]);
         assert_eq!(
-            a.record(&res, &[kv("rollout.role", "canary")]).rollout_role,
+            a.record(&res, &[kv("rollout.role", "canary")][..])
+                .rollout_role,
             CANARY
         );
     }
@@ -350,7 +404,7 @@ mod tests {
     #[test]
     fn missing_everything_is_empty_and_unknown() {
         let a = attributor();
-        let got = a.record(&a.resource(&[]), &[]);
+        let got = a.record(&a.resource(NONE), NONE);
         assert_eq!(
             got,
             Attribution {
@@ -368,11 +422,11 @@ mod tests {
             ..Default::default()
         };
         let a = Attributor::new(cfg);
-        let res = a.resource(&[
+        let res = a.resource(&vec![
             kv("app.kubernetes.io/version", "2.0"),
             kv("service.version", "x"),
         ]);
-        let got = a.record(&res, &[kv("baggage.lane", "blue")]);
+        let got = a.record(&res, &[kv("baggage.lane", "blue")][..]);
         assert_eq!(got.service_version, "2.0");
         assert_eq!(got.traffic_lane, "blue");
     }

@@ -110,3 +110,57 @@ impl AttributionConfig {
         out
     }
 }
+
+/// Bounds on what ingestion may hold and store (`[limits]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Bytes graylens may hold for ingestion: requests being read, inflated
+    /// and converted, and hot data not yet in Parquet. Above it OTLP answers
+    /// 503 / UNAVAILABLE with Retry-After. 0 = half of the memory available
+    /// to the process (cgroup-aware).
+    pub memory_bytes: u64,
+    /// Attribute values (and keys, span names, status messages, scope
+    /// names) longer than this are cut, and counted.
+    pub max_attribute_value_bytes: usize,
+    /// Records dated more than this into the future are rejected (partial
+    /// success), so a clock gone wrong cannot pin data forever.
+    pub max_future_skew_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 0,
+            max_attribute_value_bytes: 8192,
+            max_future_skew_secs: 300,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The memory limit in bytes, with 0 resolved to half the memory available.
+    pub fn memory_limit(&self) -> u64 {
+        if self.memory_bytes > 0 {
+            return self.memory_bytes;
+        }
+        crate::memory::available_memory().map_or(1 << 30, |n| n / 2)
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.memory_bytes != 0 && self.memory_bytes < 64 << 20 {
+            out.push(format!(
+                "limits.memory_bytes = {} is below the minimum of 67108864 (64 MiB)",
+                self.memory_bytes
+            ));
+        }
+        if self.max_attribute_value_bytes < 64 {
+            out.push(format!(
+                "limits.max_attribute_value_bytes = {} is below the minimum of 64",
+                self.max_attribute_value_bytes
+            ));
+        }
+        out
+    }
+}

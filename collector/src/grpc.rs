@@ -1,81 +1,186 @@
 //! OTLP/gRPC receiver: `TraceService`, `MetricsService` and `LogsService`
 //! `Export` on a bound listener, gzip accepted.
+//!
+//! The services are written against tonic's server machinery with a codec
+//! that hands over the message bytes as they arrived ([`RawCodec`]): the
+//! request is decoded once, straight into Arrow, by [`crate::convert`],
+//! never into prost structs first.
 
 use crate::ingest::{ExportRequest, IngestError, Ingestor};
 use crate::stats::Transport;
+use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::{
-        logs_service_server::{LogsService, LogsServiceServer},
-        ExportLogsServiceRequest, ExportLogsServiceResponse,
-    },
-    metrics::v1::{
-        metrics_service_server::{MetricsService, MetricsServiceServer},
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-    },
-    trace::v1::{
-        trace_service_server::{TraceService, TraceServiceServer},
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-    },
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
 };
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
-use tonic::codegen::http;
-use tonic::{Code, Request, Response, Status};
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::{Code, Status};
 
 /// Maps an ingest error to its gRPC status (OTLP spec, "Failures").
-fn status(e: IngestError) -> Status {
+/// Overload is UNAVAILABLE, which every OTLP exporter retries.
+pub(crate) fn status(e: IngestError) -> Status {
     match e {
         IngestError::Malformed(m) => Status::invalid_argument(m),
         IngestError::TooLarge(m) => Status::resource_exhausted(m),
         IngestError::Unsupported(m) => Status::unimplemented(m),
-        IngestError::Unavailable(m) => Status::unavailable(m),
+        IngestError::Unavailable(m) | IngestError::Overloaded(m) => Status::unavailable(m),
         IngestError::Internal(m) => Status::internal(m),
     }
 }
 
-#[derive(Clone)]
-struct Svc(Ingestor);
+/// A codec whose requests are the message bytes and whose responses are
+/// prost messages.
+pub(crate) struct RawCodec<Resp>(PhantomData<fn() -> Resp>);
 
-impl Svc {
-    async fn export<R: ExportRequest>(
-        &self,
-        req: Request<R>,
-    ) -> Result<Response<R::Response>, Status> {
-        let req = req.into_inner();
-        let acc = self.0.ingest(&req, Transport::Grpc).await.map_err(status)?;
-        Ok(Response::new(R::response(&acc)))
+impl<Resp> Default for RawCodec<Resp> {
+    fn default() -> Self {
+        RawCodec(PhantomData)
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for Svc {
-    async fn export(
-        &self,
-        req: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        Svc::export(self, req).await
+pub(crate) struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n)))
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Svc {
-    async fn export(
-        &self,
-        req: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        Svc::export(self, req).await
+pub(crate) struct MessageEncoder<T>(PhantomData<fn(T)>);
+
+impl<T: prost::Message> Encoder for MessageEncoder<T> {
+    type Item = T;
+    type Error = Status;
+    fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Svc {
-    async fn export(
-        &self,
-        req: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        Svc::export(self, req).await
+impl<Resp: prost::Message + Send + 'static> Codec for RawCodec<Resp> {
+    type Encode = Resp;
+    type Decode = Bytes;
+    type Encoder = MessageEncoder<Resp>;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> Self::Encoder {
+        MessageEncoder(PhantomData)
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+/// The gRPC name of each export service.
+pub(crate) trait GrpcService: ExportRequest {
+    const SERVICE: &'static str;
+    const EXPORT_PATH: &'static str;
+}
+
+impl GrpcService for ExportTraceServiceRequest {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+}
+impl GrpcService for ExportMetricsServiceRequest {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const EXPORT_PATH: &'static str =
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+}
+impl GrpcService for ExportLogsServiceRequest {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+}
+
+/// One OTLP export service.
+pub(crate) struct ExportService<R> {
+    ingestor: Ingestor,
+    max_message_bytes: usize,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for ExportService<R> {
+    fn clone(&self) -> Self {
+        Self {
+            ingestor: self.ingestor.clone(),
+            max_message_bytes: self.max_message_bytes,
+            _r: PhantomData,
+        }
+    }
+}
+
+impl<R: GrpcService> tonic::server::NamedService for ExportService<R> {
+    const NAME: &'static str = R::SERVICE;
+}
+
+struct Unary<R>(Ingestor, PhantomData<fn() -> R>);
+
+impl<R: GrpcService> tonic::server::UnaryService<Bytes> for Unary<R> {
+    type Response = R::Response;
+    type Future = BoxFuture<tonic::Response<R::Response>, Status>;
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ing = self.0.clone();
+        Box::pin(async move {
+            let payload = request.into_inner();
+            let held = ing.reserve(payload.len()).map_err(|e| {
+                ing.refused(R::SIGNAL, Transport::Grpc, &e);
+                status(e)
+            })?;
+            let acc = ing
+                .ingest(R::SIGNAL, payload, held, Transport::Grpc)
+                .await
+                .map_err(status)?;
+            Ok(tonic::Response::new(R::response(&acc)))
+        })
+    }
+}
+
+impl<R, B> Service<http::Request<B>> for ExportService<R>
+where
+    R: GrpcService,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != R::EXPORT_PATH {
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let h = response.headers_mut();
+                h.insert(Status::GRPC_STATUS, (Code::Unimplemented as i32).into());
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let method = Unary::<R>(self.ingestor.clone(), PhantomData);
+        let max = self.max_message_bytes;
+        Box::pin(async move {
+            let mut gz = EnabledCompressionEncodings::default();
+            gz.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec::<R::Response>::default())
+                .apply_compression_config(gz, gz)
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(method, req).await)
+        })
     }
 }
 
@@ -96,6 +201,14 @@ fn size_status<B>(mut resp: http::Response<B>) -> http::Response<B> {
     resp
 }
 
+fn service<R: GrpcService>(ingestor: &Ingestor, max_message_bytes: usize) -> ExportService<R> {
+    ExportService {
+        ingestor: ingestor.clone(),
+        max_message_bytes,
+        _r: PhantomData,
+    }
+}
+
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then lets
 /// requests in flight finish.
 pub async fn serve(
@@ -104,29 +217,21 @@ pub async fn serve(
     max_message_bytes: usize,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let svc = Svc(ingestor);
-    let gz = CompressionEncoding::Gzip;
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(size_status))
-        .add_service(
-            TraceServiceServer::new(svc.clone())
-                .accept_compressed(gz)
-                .send_compressed(gz)
-                .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            MetricsServiceServer::new(svc.clone())
-                .accept_compressed(gz)
-                .send_compressed(gz)
-                .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            LogsServiceServer::new(svc)
-                .accept_compressed(gz)
-                .send_compressed(gz)
-                .max_decoding_message_size(max_message_bytes),
-        )
+        .add_service(service::<ExportTraceServiceRequest>(
+            &ingestor,
+            max_message_bytes,
+        ))
+        .add_service(service::<ExportMetricsServiceRequest>(
+            &ingestor,
+            max_message_bytes,
+        ))
+        .add_service(service::<ExportLogsServiceRequest>(
+            &ingestor,
+            max_message_bytes,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }

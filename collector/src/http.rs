@@ -1,7 +1,8 @@
 //! OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with
 //! protobuf or JSON bodies, optionally gzip-compressed.
 
-use crate::ingest::{ExportRequest, IngestError, Ingestor};
+use crate::ingest::{json_to_protobuf, ExportRequest, IngestError, Ingestor};
+use crate::memory::Reservation;
 use crate::reply::{failure, success, Format};
 use crate::stats::Transport;
 use axum::body::{Body, Bytes};
@@ -69,24 +70,32 @@ async fn export<R: ExportRequest>(
         st.ingestor.refused(R::SIGNAL, Transport::Http, &err);
         return failure(Format::Json, &err, st.retry_after_secs);
     };
-    match decode::<R>(fmt, &headers, body, st.max_bytes).await {
-        Ok(req) => match st.ingestor.ingest(&req, Transport::Http).await {
-            Ok(acc) => success::<R>(fmt, &acc),
-            Err(e) => failure(fmt, &e, st.retry_after_secs),
-        },
+    let (payload, held) = match read::<R>(&st, fmt, &headers, body).await {
+        Ok(p) => p,
         Err(e) => {
             st.ingestor.refused(R::SIGNAL, Transport::Http, &e);
-            failure(fmt, &e, st.retry_after_secs)
+            return failure(fmt, &e, st.retry_after_secs);
         }
+    };
+    match st
+        .ingestor
+        .ingest(R::SIGNAL, payload, held, Transport::Http)
+        .await
+    {
+        Ok(acc) => success::<R>(fmt, &acc),
+        Err(e) => failure(fmt, &e, st.retry_after_secs),
     }
 }
 
-async fn decode<R: ExportRequest>(
+/// Reads, inflates and (for JSON) re-encodes the body as protobuf bytes,
+/// holding a memory reservation that grows with every byte kept.
+async fn read<R: ExportRequest>(
+    st: &HttpState,
     fmt: Format,
     headers: &HeaderMap,
     body: Body,
-    max: usize,
-) -> Result<R, IngestError> {
+) -> Result<(Bytes, Reservation), IngestError> {
+    let max = st.max_bytes;
     let too_large = |what: &str| {
         IngestError::TooLarge(format!(
             "{what} exceeds the limit of {max} bytes (otlp.max_message_bytes)"
@@ -99,46 +108,110 @@ async fn decode<R: ExportRequest>(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large("request body"));
     }
-    let raw = axum::body::to_bytes(body, max).await.map_err(|e| {
-        if is_length_limit(&e) {
-            too_large("request body")
-        } else {
-            IngestError::Malformed(format!("reading request body: {e}"))
-        }
-    })?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
-    let bytes = match encoding.as_str() {
-        "" | "identity" => raw,
-        "gzip" | "x-gzip" => {
-            let mut out = Vec::new();
-            // Read one byte past the limit to tell "exactly max" from a bomb.
-            flate2::read::MultiGzDecoder::new(&raw[..])
-                .take(max as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| IngestError::Malformed(format!("invalid gzip body: {e}")))?;
-            if out.len() > max {
-                return Err(too_large("inflated gzip body"));
-            }
-            Bytes::from(out)
-        }
+    let gzip = match encoding.as_str() {
+        "" | "identity" => false,
+        "gzip" | "x-gzip" => true,
         other => {
             return Err(IngestError::Unsupported(format!(
                 "unsupported Content-Encoding {other:?}: use gzip or none"
             )))
         }
     };
-    match fmt {
-        Format::Protobuf => R::decode(bytes).map_err(|e| {
-            IngestError::Malformed(format!("invalid protobuf {}: {e}", R::SIGNAL.name()))
-        }),
-        Format::Json => serde_json::from_slice(&bytes).map_err(|e| {
-            IngestError::Malformed(format!("invalid OTLP/JSON {}: {e}", R::SIGNAL.name()))
-        }),
+    // Admitted before anything is read: the declared size, if any.
+    let mut held = st.ingestor.reserve(declared.unwrap_or(0) as usize)?;
+    let raw = read_limited(body, max, &mut held)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => too_large("request body"),
+            ReadError::Memory(e) => e,
+            ReadError::Body(m) => IngestError::Malformed(format!("reading request body: {m}")),
+        })?;
+    let bytes = if gzip {
+        let out = inflate(&raw, max, &mut held)?;
+        drop(raw);
+        held.resize(out.len())?;
+        Bytes::from(out)
+    } else {
+        raw
+    };
+    let payload = match fmt {
+        Format::Protobuf => bytes,
+        Format::Json => {
+            let pb = json_to_protobuf::<R>(&bytes)?;
+            held.resize(bytes.len() + pb.len())?;
+            drop(bytes);
+            Bytes::from(pb)
+        }
+    };
+    held.resize(payload.len())?;
+    Ok((payload, held))
+}
+
+enum ReadError {
+    TooLarge,
+    Memory(IngestError),
+    Body(String),
+}
+
+/// Collects the body frame by frame, refusing past `max` bytes or when the
+/// memory limiter will not hold the next frame.
+async fn read_limited(body: Body, max: usize, held: &mut Reservation) -> Result<Bytes, ReadError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if is_length_limit(&e) {
+                ReadError::TooLarge
+            } else {
+                ReadError::Body(e.to_string())
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        if buf.len() + data.len() > held.bytes() as usize {
+            held.resize(buf.len() + data.len())
+                .map_err(|e| ReadError::Memory(e.into()))?;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Inflates gzip (several members allowed) up to `max` bytes; a bomb is cut
+/// at the limit, never inflated whole. Memory is reserved as it grows.
+pub(crate) fn inflate(
+    raw: &[u8],
+    max: usize,
+    held: &mut Reservation,
+) -> Result<Vec<u8>, IngestError> {
+    let mut dec = flate2::read::MultiGzDecoder::new(raw);
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = dec
+            .read(&mut chunk)
+            .map_err(|e| IngestError::Malformed(format!("invalid gzip body: {e}")))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > max {
+            return Err(IngestError::TooLarge(format!(
+                "inflated gzip body exceeds the limit of {max} bytes (otlp.max_message_bytes)"
+            )));
+        }
+        held.resize(raw.len() + out.len() + n)?;
+        out.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -157,6 +230,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 mod tests {
     use super::*;
     use crate::attribution::Attributor;
+    use crate::memory::MemoryLimiter;
     use crate::pipeline::Pipeline;
     use axum::http::{Request, StatusCode};
     use std::time::Duration;
@@ -177,17 +251,39 @@ mod tests {
             .unwrap()
     }
 
+    fn ingestor(pipeline: Pipeline, memory: u64) -> (Ingestor, std::sync::Arc<crate::IngestStats>) {
+        let stats = std::sync::Arc::new(crate::IngestStats::default());
+        let ing = Ingestor::new(
+            Attributor::new(Default::default()),
+            Default::default(),
+            pipeline,
+            stats.clone(),
+            MemoryLimiter::new(memory),
+        );
+        (ing, stats)
+    }
+
     #[tokio::test]
     async fn full_queue_answers_503_with_retry_after_and_counts_it() {
         let (pipeline, mut rx) = Pipeline::bounded(1, Duration::from_millis(20));
-        let stats = std::sync::Arc::new(crate::IngestStats::default());
-        let ing = Ingestor::new(Attributor::new(Default::default()), pipeline, stats.clone());
+        let (ing, stats) = ingestor(pipeline, 1 << 30);
         let app = router(ing, 1 << 20, 7);
+        // A store that answers the first commit, then stops reading.
+        let store = tokio::spawn(async move {
+            let c = rx.recv().await.unwrap();
+            let rows = c.batch.rows();
+            c.finish(Ok(()));
+            (rows, rx)
+        });
         assert_eq!(
             app.clone().oneshot(request()).await.unwrap().status(),
             StatusCode::OK
         );
-        // Nobody drains the queue: the second request cannot be handed off.
+        let (rows, mut rx) = store.await.unwrap();
+        assert_eq!(rows, 1, "the accepted request reached the store intact");
+        // The queue fills (one waiting commit) and nobody drains it.
+        let waiting = tokio::spawn(app.clone().oneshot(request()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let r = app.clone().oneshot(request()).await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "7");
@@ -197,24 +293,57 @@ mod tests {
             1
         );
         assert_eq!(stats.accepted_count(s, Transport::Http), 1);
-        // The accepted one is in the queue, intact.
-        assert_eq!(rx.recv().await.unwrap().batch.num_rows(), 1);
+        rx.recv().await.unwrap().finish(Ok(()));
+        assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_failed_log_write_or_a_closed_pipeline_is_retryable() {
+        let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
+        let (ing, _) = ingestor(pipeline, 1 << 30);
+        let app = router(ing, 1 << 20, 1);
+        tokio::spawn(async move {
+            rx.recv()
+                .await
+                .unwrap()
+                .finish(Err("No space left on device".into()));
+        });
+        let r = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("No space left"));
+        let r = app.oneshot(request()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "store gone");
+    }
+
+    #[tokio::test]
+    async fn over_the_memory_limit_is_503_with_retry_after_and_recovers() {
+        let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
+        let (ing, stats) = ingestor(pipeline, 1 << 20);
+        let memory = ing.memory().clone();
+        let app = router(ing, 1 << 20, 3);
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                c.finish(Ok(()));
+            }
+        });
+        let hog = memory.try_reserve((1 << 20) - 100).unwrap();
+        let r = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(
+            stats.refused_count(
+                crate::Signal::Traces,
+                Transport::Http,
+                crate::stats::RefusalKind::MemoryLimit
+            ),
+            1
+        );
+        drop(hog);
         assert_eq!(
             app.oneshot(request()).await.unwrap().status(),
             StatusCode::OK
         );
-    }
-
-    #[tokio::test]
-    async fn closed_pipeline_is_retryable_too() {
-        let (pipeline, rx) = Pipeline::bounded(4, Duration::from_millis(20));
-        drop(rx);
-        let ing = Ingestor::new(
-            Attributor::new(Default::default()),
-            pipeline,
-            Default::default(),
-        );
-        let r = router(ing, 1 << 20, 1).oneshot(request()).await.unwrap();
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(memory.used(), 0, "nothing held once the store dropped it");
     }
 }

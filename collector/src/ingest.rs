@@ -1,11 +1,26 @@
-//! The transport-independent core of a receiver: convert, hand off, count.
+//! The transport-independent core of a receiver: admit the request against
+//! the memory limit, decode it straight into Arrow, hand it to the store
+//! through the write-ahead log, and answer only once it is durable.
+//!
+//! ```text
+//!  body (read and inflated under a memory Reservation)
+//!    │ JSON → prost → protobuf bytes (the log keeps one canonical form)
+//!    ▼
+//!  convert(): protobuf bytes ─► Arrow batches, one per service (convert/)
+//!    ▼
+//!  Pipeline::commit ─► write-ahead log (fsync, group commit) ─► hot store
+//!    ▼
+//!  success / partial success  (or 503 UNAVAILABLE + Retry-After: retry)
+//! ```
 
 use crate::attribution::Attributor;
-use crate::convert::{logs_to_batch, metrics_to_batch, spans_to_batch, Converted};
-use crate::pipeline::{IngestBatch, Pipeline, SendError};
+use crate::config::LimitsConfig;
+use crate::convert::{logs_from_protobuf, metrics_to_batches, spans_from_protobuf, Converted, Ctx};
+use crate::memory::{MemoryLimiter, Reservation};
+use crate::pipeline::{CommitError, IngestBatch, Pipeline};
 use crate::schema::Signal;
 use crate::stats::{IngestStats, RefusalKind, Transport};
-use datafusion::arrow::error::ArrowError;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse},
     metrics::v1::{
@@ -13,10 +28,12 @@ use opentelemetry_proto::tonic::collector::{
     },
     trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
+use prost::Message;
 use serde::de::DeserializeOwned;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// What a client is told after its request was handed off.
+/// What a client is told after its request was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Accepted {
     /// Records refused one by one; 0 on full success.
@@ -34,8 +51,12 @@ pub enum IngestError {
     TooLarge(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Retryable: queue full, log not writable, shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// Retryable: over the memory limit.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,31 +68,72 @@ impl IngestError {
             IngestError::TooLarge(_) => RefusalKind::TooLarge,
             IngestError::Unsupported(_) => RefusalKind::Unsupported,
             IngestError::Unavailable(_) => RefusalKind::Unavailable,
+            IngestError::Overloaded(_) => RefusalKind::MemoryLimit,
             IngestError::Internal(_) => RefusalKind::Internal,
+        }
+    }
+
+    /// Whether OTLP clients should send the request again (503 / UNAVAILABLE).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            IngestError::Unavailable(_) | IngestError::Overloaded(_)
+        )
+    }
+}
+
+impl From<crate::memory::Exhausted> for IngestError {
+    fn from(e: crate::memory::Exhausted) -> Self {
+        IngestError::Overloaded(e.to_string())
+    }
+}
+
+/// Converts the protobuf bytes of one export request of `signal` into
+/// Arrow batches: the one conversion of live requests and of the
+/// write-ahead log replayed at start.
+pub fn convert(signal: Signal, protobuf: &[u8], ctx: &Ctx<'_>) -> Result<Converted, IngestError> {
+    let malformed = |e: &dyn std::fmt::Display| {
+        IngestError::Malformed(format!("invalid protobuf {}: {e}", signal.name()))
+    };
+    match signal {
+        Signal::Traces => spans_from_protobuf(protobuf, ctx).map_err(|e| malformed(&e)),
+        Signal::Logs => logs_from_protobuf(protobuf, ctx).map_err(|e| malformed(&e)),
+        Signal::Metrics => {
+            let req = ExportMetricsServiceRequest::decode(protobuf).map_err(|e| malformed(&e))?;
+            metrics_to_batches(&req, ctx)
+                .map_err(|e| IngestError::Internal(format!("converting to Arrow: {e}")))
         }
     }
 }
 
-/// An OTLP export request of one signal.
-pub trait ExportRequest: prost::Message + Default + DeserializeOwned + Send + 'static {
+/// Converts a request with the default attribution and limits, as arriving
+/// now: for tests, examples and tools that build requests themselves.
+pub fn convert_request<R: ExportRequest>(req: &R) -> Result<Converted, IngestError> {
+    let attributor = Attributor::new(Default::default());
+    let limits = LimitsConfig::default();
+    let ctx = Ctx {
+        attributor: &attributor,
+        limits: &limits,
+        received_ns: now_ns(),
+    };
+    convert(R::SIGNAL, &req.encode_to_vec(), &ctx)
+}
+
+/// An OTLP export request type: its signal, its JSON form and its answer.
+pub trait ExportRequest: Message + Default + DeserializeOwned + Send + 'static {
     const SIGNAL: Signal;
-    type Response: prost::Message + Default;
-    fn convert(&self, a: &Attributor, received_ns: i64) -> Result<Converted, ArrowError>;
+    type Response: Message + Default + Send + 'static;
     fn response(acc: &Accepted) -> Self::Response;
     /// The JSON name of the partial-success count field.
     const REJECTED_FIELD: &'static str;
 }
 
 macro_rules! export_request {
-    ($req:ty, $resp:ty, $partial:ident, $field:ident, $json:literal, $signal:expr, |$s:ident, $a:ident, $t:ident| $conv:expr) => {
+    ($req:ty, $resp:ty, $partial:ident, $field:ident, $json:literal, $signal:expr) => {
         impl ExportRequest for $req {
             const SIGNAL: Signal = $signal;
             const REJECTED_FIELD: &'static str = $json;
             type Response = $resp;
-            fn convert(&self, $a: &Attributor, $t: i64) -> Result<Converted, ArrowError> {
-                let $s = self;
-                $conv
-            }
             fn response(acc: &Accepted) -> $resp {
                 <$resp>::default_with(acc.message.as_ref().map(|m| $partial {
                     $field: acc.rejected as i64,
@@ -107,8 +169,7 @@ export_request!(
     ExportTracePartialSuccess,
     rejected_spans,
     "rejectedSpans",
-    Signal::Traces,
-    |s, a, _t| spans_to_batch(s, a)
+    Signal::Traces
 );
 export_request!(
     ExportMetricsServiceRequest,
@@ -116,8 +177,7 @@ export_request!(
     ExportMetricsPartialSuccess,
     rejected_data_points,
     "rejectedDataPoints",
-    Signal::Metrics,
-    |s, a, _t| metrics_to_batch(s, a)
+    Signal::Metrics
 );
 export_request!(
     ExportLogsServiceRequest,
@@ -125,24 +185,41 @@ export_request!(
     ExportLogsPartialSuccess,
     rejected_log_records,
     "rejectedLogRecords",
-    Signal::Logs,
-    |s, a, t| logs_to_batch(s, a, t)
+    Signal::Logs
 );
+
+/// OTLP/JSON (the protobuf JSON mapping) → the protobuf bytes of the same request.
+pub fn json_to_protobuf<R: ExportRequest>(json: &[u8]) -> Result<Vec<u8>, IngestError> {
+    let req: R = serde_json::from_slice(json).map_err(|e| {
+        IngestError::Malformed(format!("invalid OTLP/JSON {}: {e}", R::SIGNAL.name()))
+    })?;
+    Ok(req.encode_to_vec())
+}
 
 /// Shared by both transports: one per process.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     attributor: Arc<Attributor>,
+    limits: Arc<LimitsConfig>,
     pipeline: Pipeline,
     stats: Arc<IngestStats>,
+    memory: Arc<MemoryLimiter>,
 }
 
 impl Ingestor {
-    pub fn new(attributor: Attributor, pipeline: Pipeline, stats: Arc<IngestStats>) -> Self {
+    pub fn new(
+        attributor: Attributor,
+        limits: LimitsConfig,
+        pipeline: Pipeline,
+        stats: Arc<IngestStats>,
+        memory: Arc<MemoryLimiter>,
+    ) -> Self {
         Self {
             attributor: Arc::new(attributor),
+            limits: Arc::new(limits),
             pipeline,
             stats,
+            memory,
         }
     }
 
@@ -154,51 +231,93 @@ impl Ingestor {
         &self.pipeline
     }
 
-    /// Converts `req` and waits for it to enter the queue.
-    pub async fn ingest<R: ExportRequest>(
+    pub fn memory(&self) -> &Arc<MemoryLimiter> {
+        &self.memory
+    }
+
+    /// Reserves room for `n` bytes of a request before reading them.
+    pub fn reserve(&self, n: usize) -> Result<Reservation, IngestError> {
+        Ok(self.memory.try_reserve(n)?)
+    }
+
+    /// Stores one request given as protobuf bytes (`payload`) whose memory
+    /// is held by `held`; answers once the records are durable.
+    pub async fn ingest(
         &self,
-        req: &R,
+        signal: Signal,
+        payload: Bytes,
+        mut held: Reservation,
         transport: Transport,
     ) -> Result<Accepted, IngestError> {
-        let now = now_ns();
-        let converted = req
-            .convert(&self.attributor, now)
-            .map_err(|e| IngestError::Internal(format!("converting to Arrow: {e}")))
-            .inspect_err(|e| self.refused(R::SIGNAL, transport, e))?;
-        let rows = converted.rows() as u64;
-        let rejected = converted.rejections.total();
-        if let Some(batch) = converted.batch {
-            let item = IngestBatch {
-                signal: R::SIGNAL,
-                batch,
-            };
-            if let Err(e) = self.pipeline.send(item).await {
-                let err = IngestError::Unavailable(e.to_string());
-                if e == SendError::Full {
-                    tracing::warn!(
-                        signal = R::SIGNAL.name(),
-                        transport = transport.name(),
-                        depth = self.pipeline.depth(),
-                        "ingest queue full; asking the client to retry"
-                    );
-                }
-                self.refused(R::SIGNAL, transport, &err);
-                return Err(err);
-            }
+        let result = self.store(signal, payload, &mut held).await;
+        match &result {
+            Ok(_) => {}
+            Err(e) => self.refused(signal, transport, e),
         }
-        self.stats.accepted(R::SIGNAL, transport, rows);
-        let message = converted.rejections.message(R::SIGNAL.record_noun());
-        if rejected > 0 {
-            self.stats.rejected(R::SIGNAL, transport, rejected);
+        let (acc, rows, truncated) = result?;
+        self.stats.accepted(signal, transport, rows);
+        if truncated > 0 {
+            self.stats
+                .values_truncated
+                .fetch_add(truncated, Ordering::Relaxed);
+        }
+        if acc.rejected > 0 {
+            self.stats.rejected(signal, transport, acc.rejected);
             tracing::debug!(
-                signal = R::SIGNAL.name(),
+                signal = signal.name(),
                 transport = transport.name(),
-                rejected,
-                reason = message.as_deref().unwrap_or(""),
+                rejected = acc.rejected,
+                reason = acc.message.as_deref().unwrap_or(""),
                 "partial success"
             );
         }
-        Ok(Accepted { rejected, message })
+        Ok(acc)
+    }
+
+    async fn store(
+        &self,
+        signal: Signal,
+        payload: Bytes,
+        held: &mut Reservation,
+    ) -> Result<(Accepted, u64, u64), IngestError> {
+        let received_ns = now_ns();
+        let ctx = Ctx {
+            attributor: &self.attributor,
+            limits: &self.limits,
+            received_ns,
+        };
+        let converted = convert(signal, &payload, &ctx)?;
+        let rows = converted.rows() as u64;
+        let acc = Accepted {
+            rejected: converted.rejections.total(),
+            message: converted.rejections.message(signal.record_noun()),
+        };
+        if rows == 0 {
+            return Ok((acc, 0, converted.truncated));
+        }
+        // What stays: the Arrow batches (until flushed) and the payload
+        // (until it is in the log).
+        held.resize(payload.len() + converted.memory_bytes())?;
+        let memory = std::mem::take(held);
+        let item = IngestBatch {
+            signal,
+            received_ns,
+            payload,
+            batches: converted.batches,
+            memory,
+        };
+        match self.pipeline.commit(item).await {
+            Ok(()) => Ok((acc, rows, converted.truncated)),
+            Err(e @ CommitError::Full) => {
+                tracing::warn!(
+                    signal = signal.name(),
+                    depth = self.pipeline.depth(),
+                    "ingest queue full; asking the client to retry"
+                );
+                Err(IngestError::Unavailable(e.to_string()))
+            }
+            Err(e) => Err(IngestError::Unavailable(e.to_string())),
+        }
     }
 
     /// Counts and logs a request refused before or during conversion.
@@ -209,7 +328,7 @@ impl Ingestor {
     }
 }
 
-fn now_ns() -> i64 {
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

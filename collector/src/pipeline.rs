@@ -1,53 +1,117 @@
 //! The bounded hand-off between the receivers and the store.
 //!
 //! A receiver converts a request to Arrow, then waits (at most
-//! `queue_wait`) for a place in the queue; only once the batch is in the
-//! queue does the client get its success. A full queue answers with a
-//! retryable status so that SDKs back off and resend, and nothing is lost.
+//! `queue_wait`) for a place in the queue, then for the store's word that
+//! the request is in the write-ahead log (and, with `wal.sync = "always"`,
+//! on disk). Only then does the client get its success: what graylens
+//! acknowledged survives a crash. A full queue, a log that cannot be
+//! written or a shutdown answer with a retryable status so that SDKs back
+//! off and resend, and nothing is lost.
 
+use crate::memory::Reservation;
 use crate::schema::Signal;
+use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// One converted request on its way to the store.
 #[derive(Debug)]
 pub struct IngestBatch {
     pub signal: Signal,
-    pub batch: RecordBatch,
+    /// When the request arrived (ns since the epoch).
+    pub received_ns: i64,
+    /// The request as protobuf bytes: what the write-ahead log keeps.
+    pub payload: Bytes,
+    /// The accepted records, one batch per service.
+    pub batches: Vec<RecordBatch>,
+    /// Memory held for the payload and the batches.
+    pub memory: Reservation,
+}
+
+impl IngestBatch {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// A batch and the receiver waiting for it to be durable.
+#[derive(Debug)]
+pub struct Commit {
+    pub batch: IngestBatch,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+impl Commit {
+    /// A commit whose outcome nobody waits for (tests, replay).
+    pub fn detached(batch: IngestBatch) -> Self {
+        Commit {
+            batch,
+            done: oneshot::channel().0,
+        }
+    }
+
+    /// Tells the waiting receiver how it went (`Err` → retryable refusal).
+    pub fn finish(self, outcome: Result<(), String>) -> IngestBatch {
+        let _ = self.done.send(outcome);
+        self.batch
+    }
+
+    /// Splits the commit into its batch and its reply handle.
+    pub fn into_parts(self) -> (IngestBatch, Reply) {
+        (self.batch, Reply(self.done))
+    }
+}
+
+/// The answer to one commit, sent once its batch is durable (or not).
+#[derive(Debug)]
+pub struct Reply(oneshot::Sender<Result<(), String>>);
+
+impl Reply {
+    pub fn send(self, outcome: Result<(), String>) {
+        let _ = self.0.send(outcome);
+    }
 }
 
 /// Sending side of the ingest queue.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    tx: mpsc::Sender<IngestBatch>,
+    tx: mpsc::Sender<Commit>,
     wait: Duration,
 }
 
-/// Why a batch did not enter the queue.
+/// Why a batch was not stored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SendError {
+pub enum CommitError {
     #[error("ingest queue is full; retry later")]
     Full,
-    #[error("graylens is shutting down")]
+    #[error("graylens is shutting down; retry later")]
     Closed,
+    #[error("could not write the write-ahead log ({0}); retry later")]
+    Failed(String),
 }
 
 impl Pipeline {
     /// A queue of `capacity` batches; the receiver goes to the store.
-    pub fn bounded(capacity: usize, wait: Duration) -> (Self, mpsc::Receiver<IngestBatch>) {
+    pub fn bounded(capacity: usize, wait: Duration) -> (Self, mpsc::Receiver<Commit>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (Self { tx, wait }, rx)
     }
 
-    pub async fn send(&self, item: IngestBatch) -> Result<(), SendError> {
-        match tokio::time::timeout(self.wait, self.tx.reserve()).await {
-            Ok(Ok(permit)) => {
-                permit.send(item);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(SendError::Closed),
-            Err(_) => Err(SendError::Full),
+    /// Hands `item` to the store and waits until it is durable.
+    pub async fn commit(&self, item: IngestBatch) -> Result<(), CommitError> {
+        let permit = match tokio::time::timeout(self.wait, self.tx.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(CommitError::Closed),
+            Err(_) => return Err(CommitError::Full),
+        };
+        let (done, outcome) = oneshot::channel();
+        permit.send(Commit { batch: item, done });
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(CommitError::Failed(why)),
+            // The store dropped the commit unanswered: it is stopping.
+            Err(_) => Err(CommitError::Closed),
         }
     }
 
@@ -73,7 +137,7 @@ impl Pipeline {
 /// store writer still sees the queue close at shutdown.
 #[derive(Debug, Clone)]
 pub struct QueueGauge {
-    tx: mpsc::WeakSender<IngestBatch>,
+    tx: mpsc::WeakSender<Commit>,
     capacity: usize,
 }
 

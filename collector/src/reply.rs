@@ -77,7 +77,9 @@ pub(crate) fn failure(fmt: Format, err: &IngestError, retry_after_secs: u32) -> 
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             tonic::Code::InvalidArgument,
         ),
-        IngestError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+        IngestError::Unavailable(_) | IngestError::Overloaded(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
+        }
         IngestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal),
     };
     let st = RpcStatus {

@@ -1,11 +1,14 @@
 //! The Arrow schemas of the three tables (DESIGN.md "Tables").
 //!
 //! Ids are lowercase hex strings (`trace_id` 32 chars, `span_id` 16); a root
-//! span's `parent_span_id` is NULL. Attributes are `Map<Utf8, Utf8>` columns,
-//! queryable as `attributes['http.route']`; non-string values are rendered as
-//! text (numbers as written, bytes as hex, arrays and maps as JSON).
+//! span's `parent_span_id` is NULL. Text columns of few distinct values
+//! (attribution, names, scopes, messages) are `Dictionary(Int32, Utf8)`:
+//! SQL sees strings, memory holds each distinct value once per batch.
+//! Attributes are maps with dictionary-encoded keys and values, queryable as
+//! `attributes['http.route']`; non-string values are rendered as text
+//! (numbers as written, bytes as hex, arrays and maps as JSON).
 
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::{Arc, LazyLock};
 
 /// The three signals, one table each.
@@ -59,30 +62,34 @@ pub fn time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
 
-/// `Map<Utf8, Utf8>` as produced by `MapBuilder<StringBuilder, StringBuilder>`.
+/// `Map<Dictionary(Int32, Utf8), Dictionary(Int32, Utf8)>`.
 pub fn attributes_type() -> DataType {
-    let entries = Fields::from(vec![
-        Field::new("keys", DataType::Utf8, false),
-        Field::new("values", DataType::Utf8, true),
-    ]);
-    DataType::Map(
-        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
-        false,
-    )
+    crate::convert::dict::map_type()
+}
+
+/// `Dictionary(Int32, Utf8)`.
+pub fn text_type() -> DataType {
+    crate::convert::dict::dict_type()
 }
 
 fn list_of(t: DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(t, true)))
 }
 
+/// The attribution columns, in every table after the times.
+pub const ATTRIBUTION_COLUMNS: [&str; 5] = [
+    "service_name",
+    "service_version",
+    "deployment_environment",
+    "rollout_role",
+    "traffic_lane",
+];
+
 fn attribution_fields() -> Vec<Field> {
-    vec![
-        Field::new("service_name", DataType::Utf8, false),
-        Field::new("service_version", DataType::Utf8, false),
-        Field::new("deployment_environment", DataType::Utf8, false),
-        Field::new("rollout_role", DataType::Utf8, false),
-        Field::new("traffic_lane", DataType::Utf8, false),
-    ]
+    ATTRIBUTION_COLUMNS
+        .iter()
+        .map(|n| Field::new(*n, text_type(), false))
+        .collect()
 }
 
 /// Index of the `time` column in every table (always first).
@@ -98,14 +105,15 @@ pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ];
     f.extend(attribution_fields());
     f.extend([
-        Field::new("span_name", DataType::Utf8, false),
+        Field::new("span_name", text_type(), false),
         Field::new("span_kind", DataType::Int32, false),
         Field::new("status_code", DataType::Int32, false),
-        Field::new("status_message", DataType::Utf8, false),
+        Field::new("status_message", text_type(), false),
         Field::new("is_error", DataType::Boolean, false),
         Field::new("http_status_code", DataType::Int32, true),
-        Field::new("http_route", DataType::Utf8, true),
-        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("http_route", text_type(), true),
+        Field::new("scope_name", text_type(), false),
+        Field::new("exception_type", text_type(), true),
         Field::new("attributes", attributes_type(), false),
         Field::new("resource_attributes", attributes_type(), false),
     ]);
@@ -120,12 +128,12 @@ pub static LOGS: LazyLock<SchemaRef> = LazyLock::new(|| {
     f.extend(attribution_fields());
     f.extend([
         Field::new("severity_number", DataType::Int32, false),
-        Field::new("severity_text", DataType::Utf8, false),
+        Field::new("severity_text", text_type(), false),
         Field::new("body", DataType::Utf8, true),
         Field::new("trace_id", DataType::Utf8, true),
         Field::new("span_id", DataType::Utf8, true),
-        Field::new("event_name", DataType::Utf8, false),
-        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("event_name", text_type(), false),
+        Field::new("scope_name", text_type(), false),
         Field::new("attributes", attributes_type(), false),
         Field::new("resource_attributes", attributes_type(), false),
     ]);
@@ -139,9 +147,9 @@ pub static METRICS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ];
     f.extend(attribution_fields());
     f.extend([
-        Field::new("metric_name", DataType::Utf8, false),
-        Field::new("metric_type", DataType::Utf8, false),
-        Field::new("unit", DataType::Utf8, false),
+        Field::new("metric_name", text_type(), false),
+        Field::new("metric_type", text_type(), false),
+        Field::new("unit", text_type(), false),
         Field::new("is_monotonic", DataType::Boolean, true),
         Field::new("aggregation_temporality", DataType::Int32, true),
         Field::new("value", DataType::Float64, true),
@@ -159,7 +167,7 @@ pub static METRICS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("exp_negative_counts", list_of(DataType::UInt64), true),
         Field::new("quantiles", list_of(DataType::Float64), true),
         Field::new("quantile_values", list_of(DataType::Float64), true),
-        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("scope_name", text_type(), false),
         Field::new("attributes", attributes_type(), false),
         Field::new("resource_attributes", attributes_type(), false),
     ]);

@@ -29,17 +29,20 @@ pub enum RefusalKind {
     TooLarge,
     /// Content type or encoding not spoken.
     Unsupported,
-    /// Queue full or shutting down: the client should retry.
+    /// Queue full, log not writable, or shutting down: the client should retry.
     Unavailable,
+    /// Over `limits.memory_bytes`: the client should retry.
+    MemoryLimit,
     Internal,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 5] = [
+    pub const ALL: [RefusalKind; 6] = [
         RefusalKind::Malformed,
         RefusalKind::TooLarge,
         RefusalKind::Unsupported,
         RefusalKind::Unavailable,
+        RefusalKind::MemoryLimit,
         RefusalKind::Internal,
     ];
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl RefusalKind {
             RefusalKind::TooLarge => "too_large",
             RefusalKind::Unsupported => "unsupported",
             RefusalKind::Unavailable => "unavailable",
+            RefusalKind::MemoryLimit => "memory_limit",
             RefusalKind::Internal => "internal",
         }
     }
@@ -55,7 +59,7 @@ impl RefusalKind {
 
 const S: usize = 3;
 const T: usize = 2;
-const R: usize = 5;
+const R: usize = 6;
 
 fn si(s: Signal) -> usize {
     s as usize
@@ -70,6 +74,8 @@ pub struct IngestStats {
     accepted: [[AtomicU64; T]; S],
     rejected: [[AtomicU64; T]; S],
     refused_requests: [[[AtomicU64; R]; T]; S],
+    /// Values cut to `limits.max_attribute_value_bytes`.
+    pub values_truncated: AtomicU64,
 }
 
 impl IngestStats {

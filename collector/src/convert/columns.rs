@@ -1,94 +1,304 @@
-//! Column builders shared by the three converters.
+//! What the three converters share: the conversion context and its limits,
+//! the attribution columns, attribute maps, id columns, and the routing of
+//! rows into one batch per service.
 
-use crate::attribution::{any_value_to_string, Attribution, AttributionRef};
-use datafusion::arrow::array::{ArrayRef, MapBuilder, StringBuilder, TimestampNanosecondBuilder};
+use super::dict::{DictBuilder, MapBuilder};
+use crate::attribution::{any_value_to_string, AttributionRef, Attributor, ResourceAttribution};
+use crate::config::LimitsConfig;
+use crate::wire::Kv;
+use datafusion::arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Builds a `Map<Utf8, Utf8>` attributes column.
-pub(crate) struct AttrsBuilder(MapBuilder<StringBuilder, StringBuilder>);
+/// Longest service name or version kept; longer ones reject their records.
+pub const MAX_IDENTITY_BYTES: usize = 256;
 
-impl AttrsBuilder {
-    pub fn new() -> Self {
-        Self(MapBuilder::new(
-            None,
-            StringBuilder::new(),
-            StringBuilder::new(),
-        ))
+/// Everything a conversion needs besides the request.
+#[derive(Clone, Copy)]
+pub struct Ctx<'c> {
+    pub attributor: &'c Attributor,
+    pub limits: &'c LimitsConfig,
+    /// When the request arrived (ns since the epoch): the time of log
+    /// records without one, and the reference for future timestamps.
+    pub received_ns: i64,
+}
+
+impl Ctx<'_> {
+    /// Timestamps after this are too far in the future.
+    pub fn latest_ns(&self) -> i64 {
+        let skew = self
+            .limits
+            .max_future_skew_secs
+            .saturating_mul(1_000_000_000);
+        self.received_ns
+            .saturating_add(i64::try_from(skew).unwrap_or(i64::MAX))
     }
 
-    pub fn append(&mut self, attrs: &[KeyValue]) {
-        for kv in attrs {
-            self.0.keys().append_value(&kv.key);
-            match &kv.value {
-                // Strings (most attributes) are copied in without a temporary.
-                Some(v) => match &v.value {
-                    Some(any_value::Value::StringValue(s)) => self.0.values().append_value(s),
-                    _ => self.0.values().append_value(any_value_to_string(v)),
-                },
-                None => self.0.values().append_null(),
-            }
+    pub fn max_value(&self) -> usize {
+        self.limits.max_attribute_value_bytes
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary; counts the cut.
+pub(crate) fn truncate<'s>(s: &'s str, max: usize, cuts: &mut u64) -> &'s str {
+    if s.len() <= max {
+        return s;
+    }
+    *cuts += 1;
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The same for text that may be owned.
+pub(crate) fn truncate_cow<'s>(s: Cow<'s, str>, max: usize, cuts: &mut u64) -> Cow<'s, str> {
+    if s.len() <= max {
+        return s;
+    }
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(truncate(b, max, cuts)),
+        Cow::Owned(o) => Cow::Owned(truncate(&o, max, cuts).to_string()),
+    }
+}
+
+/// A resource, resolved once: its attribution and its attributes as text
+/// (truncated), for the rows of every record under it.
+pub(crate) struct ResourceView<'a> {
+    /// Distinguishes resources of one request, for the per-batch caches.
+    pub id: u32,
+    pub attribution: ResourceAttribution,
+    pub attrs: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+}
+
+impl<'a> ResourceView<'a> {
+    pub fn from_wire(id: u32, kvs: &[Kv<'a>], ctx: &Ctx<'_>, cuts: &mut u64) -> Self {
+        let max = ctx.max_value();
+        ResourceView {
+            id,
+            attribution: ctx.attributor.resource(kvs),
+            attrs: kvs
+                .iter()
+                .map(|kv| {
+                    (
+                        Cow::Borrowed(truncate(kv.key, max, cuts)),
+                        kv.value.map(|v| truncate_cow(v.text(), max, cuts)),
+                    )
+                })
+                .collect(),
         }
-        self.0
-            .append(true)
-            .expect("keys and values appended in pairs");
     }
 
-    pub fn finish(mut self) -> ArrayRef {
-        Arc::new(self.0.finish())
+    pub fn from_prost(id: u32, kvs: &'a [KeyValue], ctx: &Ctx<'_>, cuts: &mut u64) -> Self {
+        let max = ctx.max_value();
+        ResourceView {
+            id,
+            attribution: ctx.attributor.resource(kvs),
+            attrs: kvs
+                .iter()
+                .map(|kv| {
+                    (
+                        Cow::Borrowed(truncate(&kv.key, max, cuts)),
+                        kv.value
+                            .as_ref()
+                            .map(|v| truncate_cow(prost_text(v), max, cuts)),
+                    )
+                })
+                .collect(),
+        }
     }
+}
+
+/// A prost value as text, borrowing strings.
+pub(crate) fn prost_text(v: &opentelemetry_proto::tonic::common::v1::AnyValue) -> Cow<'_, str> {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => Cow::Borrowed(s),
+        _ => Cow::Owned(any_value_to_string(v)),
+    }
+}
+
+/// Why a record's attribution cannot be stored, if it cannot.
+pub(crate) fn identity_problem(a: &AttributionRef<'_>) -> Option<&'static str> {
+    (a.service_name.len() > MAX_IDENTITY_BYTES || a.service_version.len() > MAX_IDENTITY_BYTES)
+        .then_some("with service.name or service.version longer than 256 bytes")
 }
 
 /// The five attribution columns.
-pub(crate) struct AttributionBuilder {
-    service: StringBuilder,
-    version: StringBuilder,
-    env: StringBuilder,
-    role: StringBuilder,
-    lane: StringBuilder,
+#[derive(Default)]
+pub(crate) struct AttributionCols {
+    service: DictBuilder,
+    version: DictBuilder,
+    env: DictBuilder,
+    role: DictBuilder,
+    lane: DictBuilder,
 }
 
-impl AttributionBuilder {
-    pub fn new() -> Self {
-        Self {
-            service: StringBuilder::new(),
-            version: StringBuilder::new(),
-            env: StringBuilder::new(),
-            role: StringBuilder::new(),
-            lane: StringBuilder::new(),
-        }
+impl AttributionCols {
+    pub fn push(&mut self, a: &AttributionRef<'_>, max: usize, cuts: &mut u64) {
+        self.service.push(&a.service_name);
+        self.version.push(&a.service_version);
+        self.env
+            .push(truncate(&a.deployment_environment, max, cuts));
+        self.role.push(a.rollout_role);
+        self.lane.push(truncate(&a.traffic_lane, max, cuts));
     }
 
-    pub fn append(&mut self, a: &Attribution) {
-        self.service.append_value(&a.service_name);
-        self.version.append_value(&a.service_version);
-        self.env.append_value(&a.deployment_environment);
-        self.role.append_value(a.rollout_role);
-        self.lane.append_value(&a.traffic_lane);
-    }
-
-    pub fn append_ref(&mut self, a: &AttributionRef<'_>) {
-        self.service.append_value(&a.service_name);
-        self.version.append_value(&a.service_version);
-        self.env.append_value(&a.deployment_environment);
-        self.role.append_value(a.rollout_role);
-        self.lane.append_value(&a.traffic_lane);
-    }
-
-    pub fn finish(mut self) -> [ArrayRef; 5] {
+    pub fn finish(self) -> [ArrayRef; 5] {
         [
-            Arc::new(self.service.finish()),
-            Arc::new(self.version.finish()),
-            Arc::new(self.env.finish()),
-            Arc::new(self.role.finish()),
-            Arc::new(self.lane.finish()),
+            self.service.finish(),
+            self.version.finish(),
+            self.env.finish(),
+            self.role.finish(),
+            self.lane.finish(),
         ]
     }
 }
 
-pub(crate) fn utc(b: TimestampNanosecondBuilder) -> ArrayRef {
-    let mut b = b;
+/// Interned (key, value) entries of one attribute list.
+type Interned = Vec<(i32, Option<i32>)>;
+
+/// An attributes map column that also repeats resource attributes cheaply.
+#[derive(Default)]
+pub(crate) struct AttrsCol {
+    map: MapBuilder,
+    /// Interned entries of the last resource written by `push_resource`.
+    resource: Option<(u32, Interned)>,
+    /// The key and value last seen at each attribute position: records of
+    /// one instrumentation mostly repeat them in order, so a comparison
+    /// replaces a hash lookup.
+    near: Interned,
+}
+
+impl AttrsCol {
+    /// A row of borrowed wire attributes.
+    pub fn push_wire(&mut self, kvs: &[Kv<'_>], max: usize, cuts: &mut u64) {
+        for (i, kv) in kvs.iter().enumerate() {
+            let (hk, hv) = match self.near.get(i) {
+                Some(&(k, v)) => (Some(k), v),
+                None => (None, None),
+            };
+            let k = self.map.key_near(hk, truncate(kv.key, max, cuts));
+            let v = kv.value.map(|v| {
+                let text = v.text();
+                self.map.value_near(hv, truncate(&text, max, cuts))
+            });
+            match self.near.get_mut(i) {
+                Some(slot) => *slot = (k, v.or(hv)),
+                None => self.near.push((k, v)),
+            }
+            self.map.entry_keys(k, v);
+        }
+        self.map.end_row();
+    }
+
+    /// A row of prost attributes.
+    pub fn push_prost(&mut self, kvs: &[KeyValue], max: usize, cuts: &mut u64) {
+        for kv in kvs {
+            let k = truncate(&kv.key, max, cuts);
+            match &kv.value {
+                Some(v) => {
+                    let text = prost_text(v);
+                    self.map.entry(k, Some(truncate(&text, max, cuts)));
+                }
+                None => self.map.entry(k, None),
+            }
+        }
+        self.map.end_row();
+    }
+
+    /// A row holding the resource's attributes: interned once per resource
+    /// and batch, then only keys are written per row.
+    pub fn push_resource(&mut self, res: &ResourceView<'_>) {
+        if self.resource.as_ref().is_none_or(|(id, _)| *id != res.id) {
+            let entries = res
+                .attrs
+                .iter()
+                .map(|(k, v)| {
+                    let k = self.map.intern_key(k);
+                    (k, v.as_deref().map(|v| self.map.intern_value(v)))
+                })
+                .collect();
+            self.resource = Some((res.id, entries));
+        }
+        let (_, entries) = self.resource.as_ref().expect("set above");
+        self.map.row_of(entries);
+    }
+
+    pub fn finish(self) -> ArrayRef {
+        self.map.finish()
+    }
+}
+
+/// Ids as lowercase hex text (`trace_id` 32 characters, `span_id` 16).
+#[derive(Default)]
+pub(crate) struct IdCol {
+    offsets: Vec<i32>,
+    bytes: Vec<u8>,
+    valid: Option<Vec<bool>>,
+}
+
+impl IdCol {
+    pub fn push(&mut self, id: &[u8]) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let start = self.bytes.len();
+        self.bytes.resize(start + 2 * id.len(), 0);
+        hex::encode_to_slice(id, &mut self.bytes[start..]).expect("sized above");
+        self.offsets.push(self.bytes.len() as i32);
+        if let Some(v) = &mut self.valid {
+            v.push(true);
+        }
+    }
+
+    pub fn push_null(&mut self) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let n = self.offsets.len() - 1;
+        self.valid.get_or_insert_with(|| vec![true; n]).push(false);
+        self.offsets.push(self.bytes.len() as i32);
+    }
+
+    /// A null for an empty id, else the id.
+    pub fn push_optional(&mut self, id: &[u8]) {
+        if id.is_empty() {
+            self.push_null()
+        } else {
+            self.push(id)
+        }
+    }
+
+    pub fn finish(mut self) -> ArrayRef {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        // Hex digits only: valid UTF-8.
+        Arc::new(StringArray::new(
+            offsets,
+            self.bytes.into(),
+            self.valid.map(NullBuffer::from),
+        ))
+    }
+}
+
+pub(crate) fn utc(v: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
+}
+
+pub(crate) fn utc_built(mut b: datafusion::arrow::array::TimestampNanosecondBuilder) -> ArrayRef {
     Arc::new(b.finish().with_timezone("UTC"))
+}
+
+pub(crate) fn utc_opt(v: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
 }
 
 /// OTLP nanosecond timestamps are u64; Arrow's are i64 (good until 2262).
@@ -96,45 +306,89 @@ pub(crate) fn ns(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn hex_id(b: &[u8]) -> String {
-    hex::encode(b)
+/// Columns of one table that rows are appended to.
+pub(crate) trait Columns: Default {
+    fn rows(&self) -> usize;
+    fn finish(self) -> Result<RecordBatch, ArrowError>;
 }
 
-/// Appends the lowercase hex of an id; ids of up to 16 bytes (all valid
-/// trace and span ids) without a temporary allocation.
-pub(crate) fn append_hex_id(out: &mut StringBuilder, b: &[u8]) {
-    let mut buf = [0u8; 32];
-    let n = 2 * b.len();
-    if n > buf.len() || hex::encode_to_slice(b, &mut buf[..n]).is_err() {
-        out.append_value(hex_id(b));
-        return;
+/// One set of columns per service, so every batch holds one service: the
+/// store and the comparisons skip whole batches of other services.
+pub(crate) struct PerService<C> {
+    index: HashMap<String, usize>,
+    cols: Vec<C>,
+    last: Option<usize>,
+}
+
+impl<C: Columns> Default for PerService<C> {
+    fn default() -> Self {
+        Self {
+            index: HashMap::new(),
+            cols: Vec::new(),
+            last: None,
+        }
     }
-    match std::str::from_utf8(&buf[..n]) {
-        Ok(text) => out.append_value(text),
-        Err(_) => out.append_value(hex_id(b)),
+}
+
+impl<C: Columns> PerService<C> {
+    pub fn get(&mut self, service: &str) -> &mut C {
+        let i = match self.last {
+            Some(i) if self.index.get(service) == Some(&i) => i,
+            _ => match self.index.get(service) {
+                Some(&i) => i,
+                None => {
+                    self.cols.push(C::default());
+                    self.index.insert(service.to_string(), self.cols.len() - 1);
+                    self.cols.len() - 1
+                }
+            },
+        };
+        self.last = Some(i);
+        &mut self.cols[i]
+    }
+
+    pub fn finish(self) -> Result<Vec<RecordBatch>, ArrowError> {
+        self.cols
+            .into_iter()
+            .filter(|c| c.rows() > 0)
+            .map(C::finish)
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
 
     #[test]
-    fn hex_ids_of_any_length() {
-        let mut b = StringBuilder::new();
+    fn truncation_respects_characters_and_counts() {
+        let mut cuts = 0;
+        assert_eq!(truncate("abc", 8, &mut cuts), "abc");
+        assert_eq!(cuts, 0);
+        assert_eq!(truncate("ééé", 3, &mut cuts), "é");
+        assert_eq!(truncate("abcdef", 4, &mut cuts), "abcd");
+        assert_eq!(cuts, 2);
+        let owned = truncate_cow(Cow::Owned("x".repeat(10)), 4, &mut cuts);
+        assert_eq!(owned, "xxxx");
+    }
+
+    #[test]
+    fn hex_ids_of_any_length_and_nulls() {
+        let mut b = IdCol::default();
         for id in [
             &[0xABu8; 16][..],
             &[1, 2, 3, 4, 5, 6, 7, 8],
             &[0xFF; 20],
             &[],
         ] {
-            append_hex_id(&mut b, id);
+            b.push_optional(id);
         }
         let a = b.finish();
-        let got: Vec<&str> = a.iter().map(|v| v.unwrap()).collect();
-        assert_eq!(got[0], "ab".repeat(16));
-        assert_eq!(got[1], "0102030405060708");
-        assert_eq!(got[2], "ff".repeat(20));
-        assert_eq!(got[3], "");
+        let got: Vec<Option<&str>> = a.as_string::<i32>().iter().collect();
+        assert_eq!(got[0], Some("ab".repeat(16).as_str()));
+        assert_eq!(got[1], Some("0102030405060708"));
+        assert_eq!(got[2], Some("ff".repeat(20).as_str()));
+        assert_eq!(got[3], None);
     }
 }

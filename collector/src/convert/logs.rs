@@ -1,128 +1,255 @@
-//! Logs → the `logs` table.
+//! Logs → the `logs` table, straight from the protobuf bytes of an
+//! `ExportLogsServiceRequest` (same walk as [`super::spans`]).
+//!
+//! `time` is the record's timestamp, else its observed timestamp, else the
+//! time the request arrived (the OTLP spec makes both optional). Records
+//! with malformed trace or span ids, or dated too far in the future, are
+//! rejected.
 
-use super::columns::{append_hex_id, ns, utc, AttributionBuilder, AttrsBuilder};
+use super::columns::{
+    identity_problem, ns, truncate, utc, utc_opt, AttributionCols, AttrsCol, Columns, Ctx, IdCol,
+    PerService, ResourceView,
+};
+use super::dict::DictBuilder;
+use super::spans::{resource_attrs, scope_name};
 use super::{Converted, Rejections};
-use crate::attribution::{any_value_to_string, Attributor};
 use crate::schema::LOGS;
-use datafusion::arrow::array::{ArrayRef, Int32Builder, StringBuilder, TimestampNanosecondBuilder};
+use crate::wire::{any_value, key_value, AnyRef, Fields, Kv, WireError};
+use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use std::sync::Arc;
 
-/// Converts a logs export request. `time` is the record's timestamp, else
-/// its observed timestamp, else `received_ns` (the OTLP spec makes both
-/// optional). Records with malformed trace or span ids are rejected.
-pub fn logs_to_batch(
-    req: &ExportLogsServiceRequest,
-    attributor: &Attributor,
-    received_ns: i64,
-) -> Result<Converted, ArrowError> {
-    let mut rej = Rejections::default();
-    let mut time = TimestampNanosecondBuilder::new();
-    let mut observed = TimestampNanosecondBuilder::new();
-    let mut attribution = AttributionBuilder::new();
-    let mut sev_num = Int32Builder::new();
-    let mut sev_text = StringBuilder::new();
-    let mut body = StringBuilder::new();
-    let mut trace_id = StringBuilder::new();
-    let mut span_id = StringBuilder::new();
-    let mut event = StringBuilder::new();
-    let mut scope_name = StringBuilder::new();
-    let mut attrs = AttrsBuilder::new();
-    let mut res_attrs = AttrsBuilder::new();
-    let mut rows = 0usize;
+#[derive(Default)]
+pub(crate) struct LogCols {
+    time: Vec<i64>,
+    observed: Vec<Option<i64>>,
+    attribution: AttributionCols,
+    sev_num: Vec<i32>,
+    sev_text: DictBuilder,
+    body: Vec<Option<String>>,
+    trace_id: IdCol,
+    span_id: IdCol,
+    event: DictBuilder,
+    scope: DictBuilder,
+    attrs: AttrsCol,
+    res_attrs: AttrsCol,
+}
 
-    for rl in &req.resource_logs {
-        let resource = rl
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
-        let res = attributor.resource(resource);
-        for sl in &rl.scope_logs {
-            let scope = sl.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-            for log in &sl.log_records {
-                if !(log.trace_id.is_empty() || log.trace_id.len() == 16) {
-                    rej.add("with invalid trace_id length (want 0 or 16 bytes)", 1);
-                    continue;
-                }
-                if !(log.span_id.is_empty() || log.span_id.len() == 8) {
-                    rej.add("with invalid span_id length (want 0 or 8 bytes)", 1);
-                    continue;
-                }
-                rows += 1;
-                let t = [log.time_unix_nano, log.observed_time_unix_nano]
-                    .into_iter()
-                    .find(|t| *t != 0)
-                    .map(ns)
-                    .unwrap_or(received_ns);
-                time.append_value(t);
-                match log.observed_time_unix_nano {
-                    0 => observed.append_null(),
-                    o => observed.append_value(ns(o)),
-                }
-                attribution.append_ref(&attributor.record_ref(&res, &log.attributes));
-                sev_num.append_value(log.severity_number);
-                sev_text.append_value(&log.severity_text);
-                body.append_option(log.body.as_ref().map(any_value_to_string));
-                for (out, id) in [(&mut trace_id, &log.trace_id), (&mut span_id, &log.span_id)] {
-                    if id.is_empty() {
-                        out.append_null();
-                    } else {
-                        append_hex_id(out, id);
-                    }
-                }
-                event.append_value(&log.event_name);
-                scope_name.append_value(scope);
-                attrs.append(&log.attributes);
-                res_attrs.append(resource);
-            }
+impl Columns for LogCols {
+    fn rows(&self) -> usize {
+        self.time.len()
+    }
+
+    fn finish(self) -> Result<RecordBatch, ArrowError> {
+        let [svc, ver, env, role, lane] = self.attribution.finish();
+        let columns: Vec<ArrayRef> = vec![
+            utc(self.time),
+            utc_opt(self.observed),
+            svc,
+            ver,
+            env,
+            role,
+            lane,
+            Arc::new(Int32Array::from(self.sev_num)),
+            self.sev_text.finish(),
+            Arc::new(StringArray::from(self.body)),
+            self.trace_id.finish(),
+            self.span_id.finish(),
+            self.event.finish(),
+            self.scope.finish(),
+            self.attrs.finish(),
+            self.res_attrs.finish(),
+        ];
+        RecordBatch::try_new(LOGS.clone(), columns)
+    }
+}
+
+#[derive(Default)]
+struct LogRef<'a> {
+    time: u64,
+    observed: u64,
+    severity_number: i32,
+    severity_text: &'a str,
+    body: Option<AnyRef<'a>>,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    event_name: &'a str,
+}
+
+/// Converts the protobuf bytes of a logs export request.
+pub fn logs_from_protobuf(buf: &[u8], ctx: &Ctx<'_>) -> Result<Converted, WireError> {
+    let mut w = Walk {
+        ctx,
+        rej: Rejections::default(),
+        cuts: 0,
+        batches: PerService::default(),
+        attrs: Vec::new(),
+        resources: 0,
+    };
+    let mut f = Fields::new(buf);
+    while let Some((n, v)) = f.next_field()? {
+        if n == 1 {
+            w.resource_logs(v.bytes("resource_logs")?)?;
         }
     }
-    if rows == 0 {
-        return Ok(Converted {
-            batch: None,
-            rejections: rej,
-        });
-    }
-    let [svc, ver, env, role, lane] = attribution.finish();
-    let columns: Vec<ArrayRef> = vec![
-        utc(time),
-        utc(observed),
-        svc,
-        ver,
-        env,
-        role,
-        lane,
-        Arc::new(sev_num.finish()),
-        Arc::new(sev_text.finish()),
-        Arc::new(body.finish()),
-        Arc::new(trace_id.finish()),
-        Arc::new(span_id.finish()),
-        Arc::new(event.finish()),
-        Arc::new(scope_name.finish()),
-        attrs.finish(),
-        res_attrs.finish(),
-    ];
-    let batch = RecordBatch::try_new(LOGS.clone(), columns)?;
+    let batches = w
+        .batches
+        .finish()
+        .map_err(|e| WireError(format!("building Arrow columns: {e}")))?;
     Ok(Converted {
-        batch: Some(batch),
-        rejections: rej,
+        batches,
+        rejections: w.rej,
+        truncated: w.cuts,
     })
+}
+
+struct Walk<'c, 'a> {
+    ctx: &'c Ctx<'c>,
+    rej: Rejections,
+    cuts: u64,
+    batches: PerService<LogCols>,
+    attrs: Vec<Kv<'a>>,
+    resources: u32,
+}
+
+impl<'c, 'a> Walk<'c, 'a> {
+    fn resource_logs(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let mut kvs = Vec::new();
+        let mut f = Fields::new(buf);
+        while let Some((n, v)) = f.next_field()? {
+            match n {
+                1 => resource_attrs(v.bytes("ResourceLogs.resource")?, &mut kvs)?,
+                3 => {
+                    v.str("ResourceLogs.schema_url")?;
+                }
+                _ => {}
+            }
+        }
+        self.resources += 1;
+        let res = ResourceView::from_wire(self.resources, &kvs, self.ctx, &mut self.cuts);
+        let mut f = Fields::new(buf);
+        while let Some((n, v)) = f.next_field()? {
+            if n == 2 {
+                self.scope_logs(v.bytes("ResourceLogs.scope_logs")?, &res)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scope_logs(&mut self, buf: &'a [u8], res: &ResourceView<'_>) -> Result<(), WireError> {
+        let mut scope = "";
+        let mut f = Fields::new(buf);
+        while let Some((n, v)) = f.next_field()? {
+            match n {
+                1 => scope = scope_name(v.bytes("ScopeLogs.scope")?)?,
+                3 => {
+                    v.str("ScopeLogs.schema_url")?;
+                }
+                _ => {}
+            }
+        }
+        let mut f = Fields::new(buf);
+        while let Some((n, v)) = f.next_field()? {
+            if n == 2 {
+                self.record(v.bytes("ScopeLogs.log_records")?, scope, res)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        buf: &'a [u8],
+        scope: &str,
+        res: &ResourceView<'_>,
+    ) -> Result<(), WireError> {
+        let mut l = LogRef::default();
+        self.attrs.clear();
+        let mut f = Fields::new(buf);
+        while let Some((n, v)) = f.next_field()? {
+            match n {
+                1 => l.time = v.fixed64("LogRecord.time_unix_nano")?,
+                11 => l.observed = v.fixed64("LogRecord.observed_time_unix_nano")?,
+                2 => l.severity_number = v.varint("LogRecord.severity_number")? as i32,
+                3 => l.severity_text = v.str("LogRecord.severity_text")?,
+                5 => l.body = Some(any_value(v.bytes("LogRecord.body")?, 0)?),
+                6 => self
+                    .attrs
+                    .push(key_value(v.bytes("LogRecord.attributes")?, 0)?),
+                7 => {
+                    v.varint("LogRecord.dropped_attributes_count")?;
+                }
+                8 => {
+                    v.fixed32("LogRecord.flags")?;
+                }
+                9 => l.trace_id = v.bytes("LogRecord.trace_id")?,
+                10 => l.span_id = v.bytes("LogRecord.span_id")?,
+                12 => l.event_name = v.str("LogRecord.event_name")?,
+                _ => {}
+            }
+        }
+        if !(l.trace_id.is_empty() || l.trace_id.len() == 16) {
+            self.rej
+                .add("with invalid trace_id length (want 0 or 16 bytes)", 1);
+            return Ok(());
+        }
+        if !(l.span_id.is_empty() || l.span_id.len() == 8) {
+            self.rej
+                .add("with invalid span_id length (want 0 or 8 bytes)", 1);
+            return Ok(());
+        }
+        let t = [l.time, l.observed]
+            .into_iter()
+            .find(|t| *t != 0)
+            .map(ns)
+            .unwrap_or(self.ctx.received_ns);
+        if t > self.ctx.latest_ns() {
+            self.rej.add(
+                "dated further in the future than limits.max_future_skew_secs",
+                1,
+            );
+            return Ok(());
+        }
+        let attrs: &[Kv<'a>] = &self.attrs;
+        let who = self.ctx.attributor.record_ref(&res.attribution, attrs);
+        if let Some(reason) = identity_problem(&who) {
+            self.rej.add(reason, 1);
+            return Ok(());
+        }
+        let max = self.ctx.max_value();
+        let cuts = &mut self.cuts;
+        let c = self.batches.get(&who.service_name);
+        c.time.push(t);
+        c.observed.push((l.observed != 0).then(|| ns(l.observed)));
+        c.attribution.push(&who, max, cuts);
+        c.sev_num.push(l.severity_number);
+        c.sev_text.push(truncate(l.severity_text, max, cuts));
+        c.body.push(l.body.map(|b| b.text().into_owned()));
+        c.trace_id.push_optional(l.trace_id);
+        c.span_id.push_optional(l.span_id);
+        c.event.push(truncate(l.event_name, max, cuts));
+        c.scope.push(truncate(scope, max, cuts));
+        c.attrs.push_wire(attrs, max, cuts);
+        c.res_attrs.push_resource(res);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AttributionConfig;
+    use crate::attribution::Attributor;
+    use crate::config::{AttributionConfig, LimitsConfig};
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message;
 
-    fn req(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    fn req(records: Vec<LogRecord>) -> Vec<u8> {
         let svc = KeyValue {
             key: "service.name".into(),
             value: Some(AnyValue {
@@ -143,11 +270,18 @@ mod tests {
                 ..Default::default()
             }],
         }
+        .encode_to_vec()
     }
 
     #[test]
     fn time_falls_back_to_observed_then_received_and_bad_ids_are_rejected() {
         let a = Attributor::new(AttributionConfig::default());
+        let limits = LimitsConfig::default();
+        let ctx = Ctx {
+            attributor: &a,
+            limits: &limits,
+            received_ns: 99,
+        };
         let recs = vec![
             LogRecord {
                 time_unix_nano: 5,
@@ -170,10 +304,19 @@ mod tests {
                 span_id: vec![1; 3],
                 ..Default::default()
             },
+            LogRecord {
+                time_unix_nano: 99 + 301_000_000_000,
+                ..Default::default()
+            },
         ];
-        let out = logs_to_batch(&req(recs), &a, 99).unwrap();
-        assert_eq!(out.rejections.total(), 2);
-        let b = out.batch.unwrap();
+        let out = logs_from_protobuf(&req(recs), &ctx).unwrap();
+        assert_eq!(out.rejections.total(), 3);
+        assert!(out
+            .rejections
+            .message("log records")
+            .unwrap()
+            .contains("future"));
+        let b = &out.batches[0];
         let t = b
             .column_by_name("time")
             .unwrap()
@@ -184,8 +327,12 @@ mod tests {
         let tid = b.column_by_name("trace_id").unwrap().as_string::<i32>();
         assert!(tid.is_null(0));
         assert_eq!(tid.value(1), "09".repeat(16));
-        let svc = b.column_by_name("service_name").unwrap().as_string::<i32>();
-        assert_eq!(svc.value(2), "api");
+        let svc = datafusion::arrow::compute::cast(
+            b.column_by_name("service_name").unwrap(),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        assert_eq!(svc.as_string::<i32>().value(2), "api");
         let body = b.column_by_name("body").unwrap();
         assert!(body.is_null(0), "absent body is NULL, not empty");
     }

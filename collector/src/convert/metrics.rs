@@ -1,11 +1,15 @@
 //! Metrics → the `metrics` table, one row per data point.
 
-use super::columns::{ns, utc, AttributionBuilder, AttrsBuilder};
+use super::columns::{
+    identity_problem, ns, truncate, utc_built, AttributionCols, AttrsCol, Columns, Ctx, PerService,
+    ResourceView,
+};
+use super::dict::DictBuilder;
 use super::{Converted, Rejections};
-use crate::attribution::{Attribution, Attributor};
+use crate::attribution::AttributionRef;
 use crate::schema::METRICS;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder, StringBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder,
     TimestampNanosecondBuilder, UInt64Builder,
 };
 use datafusion::arrow::error::ArrowError;
@@ -38,13 +42,13 @@ struct Point<'a> {
     quantiles: Option<(Vec<f64>, Vec<f64>)>,
 }
 
-struct Columns {
+pub(crate) struct MetricCols {
     time: TimestampNanosecondBuilder,
     start: TimestampNanosecondBuilder,
-    attribution: AttributionBuilder,
-    name: StringBuilder,
-    kind: StringBuilder,
-    unit: StringBuilder,
+    attribution: AttributionCols,
+    name: DictBuilder,
+    kind: DictBuilder,
+    unit: DictBuilder,
     monotonic: BooleanBuilder,
     temporality: Int32Builder,
     value: Float64Builder,
@@ -62,9 +66,9 @@ struct Columns {
     exp_neg_counts: ListBuilder<UInt64Builder>,
     quantiles: ListBuilder<Float64Builder>,
     quantile_values: ListBuilder<Float64Builder>,
-    scope: StringBuilder,
-    attrs: AttrsBuilder,
-    res_attrs: AttrsBuilder,
+    scope: DictBuilder,
+    attrs: AttrsCol,
+    res_attrs: AttrsCol,
     rows: usize,
 }
 
@@ -82,15 +86,15 @@ where
     }
 }
 
-impl Columns {
-    fn new() -> Self {
+impl Default for MetricCols {
+    fn default() -> Self {
         Self {
             time: TimestampNanosecondBuilder::new(),
             start: TimestampNanosecondBuilder::new(),
-            attribution: AttributionBuilder::new(),
-            name: StringBuilder::new(),
-            kind: StringBuilder::new(),
-            unit: StringBuilder::new(),
+            attribution: AttributionCols::default(),
+            name: DictBuilder::default(),
+            kind: DictBuilder::default(),
+            unit: DictBuilder::default(),
             monotonic: BooleanBuilder::new(),
             temporality: Int32Builder::new(),
             value: Float64Builder::new(),
@@ -108,32 +112,40 @@ impl Columns {
             exp_neg_counts: ListBuilder::new(UInt64Builder::new()),
             quantiles: ListBuilder::new(Float64Builder::new()),
             quantile_values: ListBuilder::new(Float64Builder::new()),
-            scope: StringBuilder::new(),
-            attrs: AttrsBuilder::new(),
-            res_attrs: AttrsBuilder::new(),
+            scope: DictBuilder::default(),
+            attrs: AttrsCol::default(),
+            res_attrs: AttrsCol::default(),
             rows: 0,
         }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
+/// The text of one metric's rows.
+struct Names<'a> {
+    name: &'a str,
+    kind: &'a str,
+    unit: &'a str,
+    scope: &'a str,
+}
+
+impl MetricCols {
     fn push(
         &mut self,
-        who: &Attribution,
-        name: &str,
-        kind: &str,
-        unit: &str,
-        scope: &str,
-        resource: &[KeyValue],
+        who: &AttributionRef<'_>,
+        n: &Names<'_>,
+        resource: &ResourceView<'_>,
         p: Point<'_>,
+        max: usize,
+        cuts: &mut u64,
     ) {
         self.rows += 1;
         self.time.append_value(ns(p.time));
         self.start
             .append_option((p.start != 0).then(|| ns(p.start)));
-        self.attribution.append(who);
-        self.name.append_value(name);
-        self.kind.append_value(kind);
-        self.unit.append_value(unit);
+        self.attribution.push(who, max, cuts);
+        self.name.push(truncate(n.name, max, cuts));
+        self.kind.push(n.kind);
+        self.unit.push(truncate(n.unit, max, cuts));
         self.monotonic.append_option(p.monotonic);
         self.temporality.append_option(p.temporality);
         self.value.append_option(p.value);
@@ -155,24 +167,30 @@ impl Columns {
         };
         append_list(&mut self.quantiles, q);
         append_list(&mut self.quantile_values, qv);
-        self.scope.append_value(scope);
-        self.attrs.append(p.attrs);
-        self.res_attrs.append(resource);
+        self.scope.push(truncate(n.scope, max, cuts));
+        self.attrs.push_prost(p.attrs, max, cuts);
+        self.res_attrs.push_resource(resource);
+    }
+}
+
+impl Columns for MetricCols {
+    fn rows(&self) -> usize {
+        self.rows
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         let [svc, ver, env, role, lane] = self.attribution.finish();
         let columns: Vec<ArrayRef> = vec![
-            utc(self.time),
-            utc(self.start),
+            utc_built(self.time),
+            utc_built(self.start),
             svc,
             ver,
             env,
             role,
             lane,
-            Arc::new(self.name.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.unit.finish()),
+            self.name.finish(),
+            self.kind.finish(),
+            self.unit.finish(),
             Arc::new(self.monotonic.finish()),
             Arc::new(self.temporality.finish()),
             Arc::new(self.value.finish()),
@@ -190,7 +208,7 @@ impl Columns {
             Arc::new(self.exp_neg_counts.finish()),
             Arc::new(self.quantiles.finish()),
             Arc::new(self.quantile_values.finish()),
-            Arc::new(self.scope.finish()),
+            self.scope.finish(),
             self.attrs.finish(),
             self.res_attrs.finish(),
         ];
@@ -212,21 +230,25 @@ fn number(v: &Option<number_data_point::Value>) -> Option<f64> {
     }
 }
 
-/// Converts a metrics export request. Data points without a timestamp, and
-/// histograms whose bucket counts do not match their bounds, are rejected.
-pub fn metrics_to_batch(
+/// Converts a metrics export request. Data points without a timestamp or
+/// dated too far in the future, and histograms whose bucket counts do not
+/// match their bounds, are rejected.
+pub fn metrics_to_batches(
     req: &ExportMetricsServiceRequest,
-    attributor: &Attributor,
+    ctx: &Ctx<'_>,
 ) -> Result<Converted, ArrowError> {
     let mut rej = Rejections::default();
-    let mut c = Columns::new();
-    for rm in &req.resource_metrics {
+    let mut cuts = 0u64;
+    let mut out: PerService<MetricCols> = PerService::default();
+    let max = ctx.max_value();
+    let latest = ctx.latest_ns();
+    for (i, rm) in req.resource_metrics.iter().enumerate() {
         let resource = rm
             .resource
             .as_ref()
             .map(|r| r.attributes.as_slice())
             .unwrap_or(&[]);
-        let res = attributor.resource(resource);
+        let res = ResourceView::from_prost(i as u32, resource, ctx, &mut cuts);
         for sm in &rm.scope_metrics {
             let scope = sm.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
             for m in &sm.metrics {
@@ -235,9 +257,25 @@ pub fn metrics_to_batch(
                         rej.add("of metrics without a name", 1);
                     } else if p.time == 0 {
                         rej.add("missing time_unix_nano", 1);
+                    } else if ns(p.time) > latest {
+                        rej.add(
+                            "dated further in the future than limits.max_future_skew_secs",
+                            1,
+                        );
                     } else {
-                        let who = attributor.record(&res, p.attrs);
-                        c.push(&who, &m.name, kind, &m.unit, scope, resource, p);
+                        let who = ctx.attributor.record_ref(&res.attribution, p.attrs);
+                        if let Some(reason) = identity_problem(&who) {
+                            rej.add(reason, 1);
+                            return;
+                        }
+                        let names = Names {
+                            name: &m.name,
+                            kind,
+                            unit: &m.unit,
+                            scope,
+                        };
+                        out.get(&who.service_name)
+                            .push(&who, &names, &res, p, max, &mut cuts);
                     }
                 };
                 match &m.data {
@@ -335,15 +373,10 @@ pub fn metrics_to_batch(
             }
         }
     }
-    if c.rows == 0 {
-        return Ok(Converted {
-            batch: None,
-            rejections: rej,
-        });
-    }
     Ok(Converted {
-        batch: Some(c.finish()?),
+        batches: out.finish()?,
         rejections: rej,
+        truncated: cuts,
     })
 }
 
@@ -463,16 +496,27 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let a = Attributor::new(AttributionConfig::default());
-        let out = metrics_to_batch(&req, &a).unwrap();
+        let a = crate::attribution::Attributor::new(AttributionConfig::default());
+        let limits = crate::config::LimitsConfig::default();
+        let ctx = Ctx {
+            attributor: &a,
+            limits: &limits,
+            received_ns: 0,
+        };
+        let out = metrics_to_batches(&req, &ctx).unwrap();
         let msg = out.rejections.message("data points").unwrap();
         assert!(
             msg.contains("missing time_unix_nano") && msg.contains("bucket_counts"),
             "{msg}"
         );
-        let b = out.batch.unwrap();
+        let b = &out.batches[0];
         assert_eq!(b.num_rows(), 5);
-        let kind = b.column_by_name("metric_type").unwrap().as_string::<i32>();
+        let kind = datafusion::arrow::compute::cast(
+            b.column_by_name("metric_type").unwrap(),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let kind = kind.as_string::<i32>();
         let kinds: Vec<_> = (0..5).map(|i| kind.value(i)).collect();
         assert_eq!(
             kinds,

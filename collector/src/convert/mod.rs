@@ -2,31 +2,44 @@
 //!
 //! Each converter walks resource → scope → record once, resolves
 //! attribution per resource, and rejects (counts, with a reason) only the
-//! records it cannot store; the rest of the request is kept.
+//! records it cannot store; the rest of the request is kept. Traces and logs
+//! are read straight from the protobuf bytes ([`crate::wire`]); metrics,
+//! with their many point types, from prost's structs. Text columns are
+//! dictionary-encoded ([`dict`]) and every batch holds one service.
 
 mod columns;
+pub mod dict;
 mod logs;
 mod metrics;
 mod spans;
 
-pub use logs::logs_to_batch;
-pub use metrics::metrics_to_batch;
-pub use spans::spans_to_batch;
+pub use columns::{Ctx, MAX_IDENTITY_BYTES};
+pub use logs::logs_from_protobuf;
+pub use metrics::metrics_to_batches;
+pub use spans::spans_from_protobuf;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use std::collections::BTreeMap;
 
 /// The outcome of converting one request.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Converted {
-    /// The accepted rows; `None` when there were none.
-    pub batch: Option<RecordBatch>,
+    /// The accepted rows, one batch per service; empty when there were none.
+    pub batches: Vec<RecordBatch>,
     pub rejections: Rejections,
+    /// Attribute values (and names, scopes, messages) cut to
+    /// `limits.max_attribute_value_bytes`.
+    pub truncated: u64,
 }
 
 impl Converted {
     pub fn rows(&self) -> usize {
-        self.batch.as_ref().map_or(0, |b| b.num_rows())
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// Bytes the batches hold in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.get_array_memory_size()).sum()
     }
 }
 
