@@ -1,19 +1,26 @@
-//! The embedded store: hot in-memory segments, Parquet segments on disk.
+//! The embedded store: hot in-memory batches, Parquet segments on disk.
 //!
-//! Only the writer task appends and flushes, so a flush can write a copy of
-//! the hot batches without a lock held and then, in one step, swap them for
-//! the new file: a query sees every acknowledged row exactly once.
+//! ```text
+//!  writer (after the log is fsynced) ──append──► hot (open generation G)
+//!  writer rotates the log ──seal(G)──► sealed[G]   (still queried)
+//!  flusher ──flush(G)──► Parquet segments per table, service, hour
+//!                        └─► sealed[G] dropped, memory given back, log ≤ G deleted
+//! ```
+//!
+//! A query takes a [`Snapshot`]: hot, sealed and segments under one lock per
+//! table, so it sees every acknowledged row exactly once. Each hot batch
+//! holds one service (see `graylens_collector::convert`) and keeps its
+//! memory reservation until its rows are in Parquet.
 
 use crate::error::{Error, Result};
-use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Array, TimestampNanosecondArray};
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use crate::segment::{self, Segment};
+use crate::wal;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
 use graylens_collector::schema::{Signal, TIME_COLUMN};
+use graylens_collector::Reservation;
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
@@ -23,16 +30,19 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Where Parquet segments live; created if missing.
+    /// Where the write-ahead log and Parquet segments live; created if missing.
     pub data_dir: PathBuf,
     /// Hot data older than this is written to Parquet.
     pub flush_interval_secs: u64,
-    /// A table whose hot segment reaches this many rows is flushed at once.
+    /// A table whose hot data reaches this many rows is flushed at once.
     pub flush_rows: usize,
-    /// Parquet segments whose newest row is older than this are deleted; 0 keeps all.
+    /// Segments that arrived longer ago than this are deleted; 0 keeps all.
     pub retention_hours: u64,
     /// Oldest segments are deleted while all segments exceed this; 0 = no limit.
     pub max_disk_bytes: u64,
+    /// Names this node's segments (`cluster.node_id`; `local` alone).
+    #[serde(skip)]
+    pub node_id: String,
 }
 
 impl Default for StoreConfig {
@@ -43,6 +53,7 @@ impl Default for StoreConfig {
             flush_rows: 500_000,
             retention_hours: 72,
             max_disk_bytes: 0,
+            node_id: "local".into(),
         }
     }
 }
@@ -61,21 +72,30 @@ impl StoreConfig {
         }
         out
     }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
 }
 
-/// One Parquet segment.
-#[derive(Debug, Clone)]
-pub struct Segment {
-    pub path: PathBuf,
+/// One accepted batch in memory: one service, its time range, its memory.
+#[derive(Debug)]
+pub(crate) struct Hot {
+    /// Order of arrival within its table (for incremental comparisons).
+    pub seq: u64,
+    pub batch: RecordBatch,
+    pub service: Arc<str>,
     pub min_ns: i64,
     pub max_ns: i64,
-    pub bytes: u64,
+    pub memory: Reservation,
 }
 
 #[derive(Debug, Default)]
 struct TableState {
-    hot: Vec<RecordBatch>,
+    next_seq: u64,
+    hot: Vec<Arc<Hot>>,
     hot_rows: usize,
+    sealed: BTreeMap<u64, Vec<Arc<Hot>>>,
     segments: Vec<Segment>,
 }
 
@@ -87,14 +107,31 @@ pub struct StoreStats {
     pub last_flush_micros: AtomicU64,
     pub rows_flushed: AtomicU64,
     pub segments_deleted: AtomicU64,
+    /// Records written to the write-ahead log.
+    pub wal_records: AtomicU64,
+    /// fsyncs of the log (each covers a group of requests).
+    pub wal_syncs: AtomicU64,
+    pub wal_errors: AtomicU64,
+    /// Records replayed from the log at start, and torn tails cut.
+    pub wal_replayed: AtomicU64,
+    pub wal_torn: AtomicU64,
+    /// Bytes of batches held in memory (hot and sealed).
+    pub hot_bytes: AtomicU64,
 }
 
 #[derive(Debug)]
 pub struct Store {
     cfg: StoreConfig,
     tables: [RwLock<TableState>; 3],
-    seq: AtomicU64,
+    /// The open generation (the log segment being written).
+    gen: AtomicU64,
+    /// Per (table, service): the newest generation already in this node's
+    /// Parquet, so replay never adds a row twice.
+    covered: HashMap<(Signal, String), u64>,
     last_flush: RwLock<Instant>,
+    read_only: bool,
+    /// Incremental comparisons fed by every append.
+    pub(crate) live: crate::live::Registry,
     pub stats: StoreStats,
 }
 
@@ -103,37 +140,90 @@ pub struct Store {
 pub struct Snapshot {
     pub hot: Vec<RecordBatch>,
     pub segments: Vec<Segment>,
+    pub root: PathBuf,
 }
 
 fn idx(s: Signal) -> usize {
     s as usize
 }
 
+/// The time range of a batch (its `time` column, first in every table).
+pub fn time_range(b: &RecordBatch) -> (i64, i64) {
+    let t = b
+        .column(TIME_COLUMN)
+        .as_primitive::<TimestampNanosecondType>();
+    let min = datafusion::arrow::compute::min(t).unwrap_or(0);
+    let max = datafusion::arrow::compute::max(t).unwrap_or(0);
+    (min, max)
+}
+
+/// The service of a one-service batch.
+pub fn batch_service(b: &RecordBatch) -> String {
+    let Some(col) = b.column_by_name("service_name") else {
+        return String::new();
+    };
+    if b.num_rows() == 0 {
+        return String::new();
+    }
+    match col.data_type() {
+        DataType::Dictionary(_, _) => {
+            let d = col.as_dictionary::<datafusion::arrow::datatypes::Int32Type>();
+            let k = d.keys().value(0) as usize;
+            d.values().as_string::<i32>().value(k).to_string()
+        }
+        _ => col.as_string::<i32>().value(0).to_string(),
+    }
+}
+
 impl Store {
-    /// Opens `data_dir`, loading the Parquet segments already there.
+    /// Opens `data_dir` for serving: finds the Parquet segments already
+    /// there and removes files a crash left half-written.
     pub fn open(cfg: StoreConfig) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(&cfg.data_dir, e))?;
-        let store = Store {
+        Self::open_mode(cfg, false)
+    }
+
+    /// Opens `data_dir` without changing anything in it (offline queries on
+    /// the directory of a running server).
+    pub fn open_read_only(cfg: StoreConfig) -> Result<Arc<Self>> {
+        Self::open_mode(cfg, true)
+    }
+
+    fn open_mode(cfg: StoreConfig, read_only: bool) -> Result<Arc<Self>> {
+        if !read_only {
+            std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(&cfg.data_dir, e))?;
+        }
+        let mut store = Store {
             tables: Default::default(),
-            seq: AtomicU64::new(0),
+            gen: AtomicU64::new(1),
+            covered: HashMap::new(),
             last_flush: RwLock::new(Instant::now()),
+            read_only,
+            live: Default::default(),
             stats: StoreStats::default(),
             cfg,
         };
-        let mut max_seq = 0;
+        let mut newest_gen = 0;
         for s in Signal::ALL {
-            let dir = store.cfg.data_dir.join(s.table());
             let mut segs = Vec::new();
-            scan_segments(&dir, &mut segs, &mut max_seq)?;
-            segs.sort_by_key(|g| g.max_ns);
+            scan(&store.cfg.data_dir, s, read_only, &mut segs)?;
+            segs.sort_by_key(|g| (g.arrival_ms, g.max_ns));
+            for g in &segs {
+                if g.node == store.cfg.node_id {
+                    if let Some(svc) = &g.service {
+                        let c = store.covered.entry((s, svc.clone())).or_default();
+                        *c = (*c).max(g.gen_hi);
+                    }
+                    newest_gen = newest_gen.max(g.gen_hi);
+                }
+            }
             tracing::info!(
                 table = s.table(),
                 segments = segs.len(),
-                "loaded Parquet segments"
+                "found Parquet segments"
             );
             store.tables[idx(s)].write().expect("lock").segments = segs;
         }
-        store.seq.store(max_seq + 1, Relaxed);
+        store.gen.store(newest_gen + 1, Relaxed);
         Ok(Arc::new(store))
     }
 
@@ -141,49 +231,216 @@ impl Store {
         &self.cfg
     }
 
-    /// Adds an accepted batch to the hot segment; visible to the next query.
-    pub fn append(&self, signal: Signal, batch: RecordBatch) {
-        let mut t = self.tables[idx(signal)].write().expect("lock");
-        t.hot_rows += batch.num_rows();
-        t.hot.push(batch);
+    pub fn root(&self) -> &Path {
+        &self.cfg.data_dir
     }
 
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The generation new appends belong to.
+    pub fn generation(&self) -> u64 {
+        self.gen.load(Relaxed)
+    }
+
+    /// Sets the open generation (after replay, to follow the log's newest).
+    pub(crate) fn set_generation(&self, gen: u64) {
+        self.gen.store(gen, Relaxed);
+    }
+
+    /// Whether rows of `signal` and `service` from log generation `gen`
+    /// are already in this node's Parquet.
+    pub fn covers(&self, signal: Signal, service: &str, gen: u64) -> bool {
+        self.covered
+            .get(&(signal, service.to_string()))
+            .is_some_and(|&c| gen <= c)
+    }
+
+    /// Adds an accepted one-service batch; visible to the next query, and
+    /// fed to the incremental comparisons.
+    pub fn append(&self, signal: Signal, batch: RecordBatch, memory: Reservation) {
+        if let Some(h) = self.append_quiet(signal, batch, memory) {
+            self.live.feed(signal, std::slice::from_ref(&h));
+        }
+    }
+
+    /// [`Store::append`] without feeding the incremental comparisons: the
+    /// writer feeds them after answering the clients.
+    pub(crate) fn append_quiet(
+        &self,
+        signal: Signal,
+        batch: RecordBatch,
+        memory: Reservation,
+    ) -> Option<Arc<Hot>> {
+        if batch.num_rows() == 0 {
+            return None;
+        }
+        let (min_ns, max_ns) = time_range(&batch);
+        let service: Arc<str> = batch_service(&batch).into();
+        self.stats.hot_bytes.fetch_add(memory.bytes(), Relaxed);
+        let mut t = self.tables[idx(signal)].write().expect("lock");
+        let hot = Arc::new(Hot {
+            seq: t.next_seq,
+            batch,
+            service,
+            min_ns,
+            max_ns,
+            memory,
+        });
+        t.next_seq += 1;
+        t.hot_rows += hot.batch.num_rows();
+        t.hot.push(hot.clone());
+        Some(hot)
+    }
+
+    /// Feeds appended batches to the incremental comparisons.
+    pub(crate) fn feed(&self, signal: Signal, hots: &[Arc<Hot>]) {
+        self.live.feed(signal, hots);
+    }
+
+    /// Hot batches (sealed and open), segments, and the sequence number the
+    /// next append will get: one consistent view for an incremental start.
+    pub(crate) fn view(&self, signal: Signal) -> (Vec<Arc<Hot>>, Vec<Segment>, u64) {
+        let t = self.tables[idx(signal)].read().expect("lock");
+        (
+            t.sealed.values().flatten().chain(&t.hot).cloned().collect(),
+            t.segments.clone(),
+            t.next_seq,
+        )
+    }
+
+    /// Rows in the open generation of `signal`.
     pub fn hot_rows(&self, signal: Signal) -> usize {
         self.tables[idx(signal)].read().expect("lock").hot_rows
+    }
+
+    /// Rows of every table in the open generation.
+    pub fn memory_rows_open(&self) -> usize {
+        Signal::ALL.iter().map(|s| self.hot_rows(*s)).sum()
+    }
+
+    /// Rows held in memory (open and sealed generations) of `signal`.
+    pub fn memory_rows(&self, signal: Signal) -> usize {
+        let t = self.tables[idx(signal)].read().expect("lock");
+        t.hot_rows
+            + t.sealed
+                .values()
+                .flatten()
+                .map(|h| h.batch.num_rows())
+                .sum::<usize>()
     }
 
     pub fn snapshot(&self, signal: Signal) -> Snapshot {
         let t = self.tables[idx(signal)].read().expect("lock");
         Snapshot {
-            hot: t.hot.clone(),
+            hot: t
+                .sealed
+                .values()
+                .flatten()
+                .chain(&t.hot)
+                .map(|h| h.batch.clone())
+                .collect(),
             segments: t.segments.clone(),
+            root: self.cfg.data_dir.clone(),
         }
     }
 
     /// Whether a periodic or size-triggered flush is due.
     pub fn flush_due(&self) -> bool {
+        let any = Signal::ALL.iter().any(|s| self.hot_rows(*s) > 0);
         let interval = Duration::from_secs(self.cfg.flush_interval_secs);
-        self.last_flush.read().expect("lock").elapsed() >= interval
+        any && (self.last_flush.read().expect("lock").elapsed() >= interval
             || Signal::ALL
                 .iter()
-                .any(|s| self.hot_rows(*s) >= self.cfg.flush_rows)
+                .any(|s| self.hot_rows(*s) >= self.cfg.flush_rows))
     }
 
-    /// Writes every table's hot segment to Parquet. Blocking: call it from a
-    /// blocking thread. On error the hot data stays in memory and the next
-    /// flush tries again.
-    pub fn flush(&self) -> Result<()> {
-        let start = Instant::now();
+    /// Seals the open generation `gen` (the writer just closed its log
+    /// segment): its batches wait for the flusher, still queried; new
+    /// appends belong to `gen + 1`.
+    pub fn seal(&self, gen: u64) {
         *self.last_flush.write().expect("lock") = Instant::now();
-        let mut first_err = None;
-        let mut rows = 0;
         for s in Signal::ALL {
-            match self.flush_table(s) {
-                Ok(n) => rows += n,
-                Err(e) => {
-                    self.stats.flush_errors.fetch_add(1, Relaxed);
-                    tracing::error!(table = s.table(), error = %e, "flush failed; data kept in memory");
-                    first_err.get_or_insert(e);
+            let mut t = self.tables[idx(s)].write().expect("lock");
+            let hot = std::mem::take(&mut t.hot);
+            t.hot_rows = 0;
+            if !hot.is_empty() {
+                t.sealed.insert(gen, hot);
+            }
+        }
+        self.gen.store(gen + 1, Relaxed);
+    }
+
+    /// Sealed generations not yet in Parquet, oldest first.
+    pub fn sealed_generations(&self) -> Vec<u64> {
+        let mut gens: Vec<u64> = Signal::ALL
+            .iter()
+            .flat_map(|s| {
+                self.tables[idx(*s)]
+                    .read()
+                    .expect("lock")
+                    .sealed
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        gens.sort();
+        gens.dedup();
+        gens
+    }
+
+    /// The newest generation whose every row is in Parquet (or was never
+    /// written): the log up to it can go.
+    pub fn durable_through(&self) -> u64 {
+        match self.sealed_generations().first() {
+            Some(&oldest) => oldest - 1,
+            None => self.generation() - 1,
+        }
+    }
+
+    /// Writes the sealed generation `gen` of every table to Parquet, file
+    /// by file. Blocking: call it from a blocking thread. On error what is
+    /// written stays written and leaves memory; the rest stays in memory
+    /// (and in the log) for a retry.
+    pub fn flush_generation(&self, gen: u64) -> Result<usize> {
+        let start = Instant::now();
+        let mut rows = 0;
+        let mut first_err = None;
+        for s in Signal::ALL {
+            let batches = self.tables[idx(s)]
+                .read()
+                .expect("lock")
+                .sealed
+                .get(&gen)
+                .cloned()
+                .unwrap_or_default();
+            for group in crate::flush::groups(&batches) {
+                match crate::flush::write_group(&self.cfg, s, gen, &group) {
+                    Ok(written) => {
+                        let n: usize = group.iter().map(|h| h.batch.num_rows()).sum();
+                        let freed: u64 = group.iter().map(|h| h.memory.bytes()).sum();
+                        let mut t = self.tables[idx(s)].write().expect("lock");
+                        if let Some(left) = t.sealed.get_mut(&gen) {
+                            left.retain(|h| !group.iter().any(|g| Arc::ptr_eq(g, h)));
+                            if left.is_empty() {
+                                t.sealed.remove(&gen);
+                            }
+                        }
+                        t.segments.push(written);
+                        drop(t);
+                        rows += n;
+                        self.stats.hot_bytes.fetch_sub(freed, Relaxed);
+                        self.stats.rows_flushed.fetch_add(n as u64, Relaxed);
+                    }
+                    Err(e) => {
+                        self.stats.flush_errors.fetch_add(1, Relaxed);
+                        tracing::error!(table = s.table(), generation = gen, error = %e,
+                            "flush failed; the rows stay in memory and in the write-ahead log");
+                        first_err.get_or_insert(e);
+                        break;
+                    }
                 }
             }
         }
@@ -191,56 +448,37 @@ impl Store {
         self.stats.flushes.fetch_add(1, Relaxed);
         self.stats.last_flush_micros.store(micros, Relaxed);
         if rows > 0 {
-            tracing::debug!(rows, micros, "flushed hot segments to Parquet");
+            tracing::debug!(rows, micros, generation = gen, "flushed to Parquet");
         }
-        self.apply_retention();
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(rows), Err)
     }
 
-    fn flush_table(&self, s: Signal) -> Result<usize> {
-        let batches = self.tables[idx(s)].read().expect("lock").hot.clone();
-        if batches.is_empty() {
-            return Ok(0);
+    /// Seals the open generation and writes every sealed one: for tools and
+    /// tests that append without a log writer. Blocking.
+    pub fn flush_now(&self) -> Result<usize> {
+        self.seal(self.generation());
+        let mut rows = 0;
+        for gen in self.sealed_generations() {
+            rows += self.flush_generation(gen)?;
         }
-        let n = batches.len();
-        let (min_ns, max_ns) = batches
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(time_range)
-            .fold((i64::MAX, i64::MIN), |(lo, hi), (a, b)| {
-                (lo.min(a), hi.max(b))
-            });
-        let seq = self.seq.fetch_add(1, Relaxed);
-        let when = DateTime::<Utc>::from_timestamp_nanos(min_ns);
-        let dir = self
-            .cfg
-            .data_dir
-            .join(s.table())
-            .join(when.format("%Y-%m-%d").to_string())
-            .join(when.format("%H").to_string());
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join(format!("{min_ns}_{max_ns}_{seq}.parquet"));
-        let bytes = write_parquet(&path, &s.schema(), &batches)?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let mut t = self.tables[idx(s)].write().expect("lock");
-        t.hot.drain(..n);
-        t.hot_rows -= rows;
-        t.segments.push(Segment {
-            path,
-            min_ns,
-            max_ns,
-            bytes,
-        });
-        self.stats.rows_flushed.fetch_add(rows as u64, Relaxed);
+        self.apply_retention();
         Ok(rows)
     }
 
-    /// Deletes segments past the age limit, then the oldest while over the size limit.
+    /// Deletes segments that arrived before the retention, then the oldest
+    /// while over the size limit.
     pub fn apply_retention(&self) {
-        let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        self.apply_retention_at(chrono::Utc::now().timestamp_millis());
+    }
+
+    /// [`Store::apply_retention`] as if it were `now_ms`.
+    pub fn apply_retention_at(&self, now_ms: i64) {
+        if self.read_only {
+            return;
+        }
         let min_keep = match self.cfg.retention_hours {
             0 => i64::MIN,
-            h => now.saturating_sub((h as i64).saturating_mul(3_600_000_000_000)),
+            h => now_ms.saturating_sub((h as i64).saturating_mul(3_600_000)),
         };
         let mut doomed = Vec::new();
         {
@@ -251,9 +489,9 @@ impl Store {
                 .collect();
             for t in tables.iter_mut() {
                 t.segments.retain(|g| {
-                    let keep = g.max_ns >= min_keep;
+                    let keep = g.arrival_ms >= min_keep;
                     if !keep {
-                        doomed.push(g.path.clone());
+                        doomed.push(g.key.clone());
                     }
                     keep
                 });
@@ -268,29 +506,35 @@ impl Store {
                     let oldest = tables
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, t)| t.segments.first().map(|g| (g.max_ns, i)))
+                        .flat_map(|(i, t)| {
+                            t.segments
+                                .iter()
+                                .enumerate()
+                                .map(move |(j, g)| ((g.arrival_ms, g.max_ns), i, j))
+                        })
                         .min();
-                    let Some((_, i)) = oldest else { break };
-                    let g = tables[i].segments.remove(0);
+                    let Some((_, i, j)) = oldest else { break };
+                    let g = tables[i].segments.remove(j);
                     total -= g.bytes;
-                    doomed.push(g.path);
+                    doomed.push(g.key);
                 }
             }
         }
-        for p in doomed {
+        for key in doomed {
+            let p = self.cfg.data_dir.join(&key);
             match std::fs::remove_file(&p) {
                 Ok(()) => {
                     self.stats.segments_deleted.fetch_add(1, Relaxed);
-                    tracing::info!(path = %p.display(), "retention: deleted segment");
+                    tracing::info!(segment = %key, "retention: deleted segment");
                 }
                 Err(e) => {
-                    tracing::warn!(path = %p.display(), error = %e, "retention: delete failed")
+                    tracing::warn!(segment = %key, error = %e, "retention: delete failed")
                 }
             }
         }
     }
 
-    /// Bytes of Parquet segments on disk.
+    /// Bytes of Parquet segments.
     pub fn disk_bytes(&self) -> u64 {
         self.tables
             .iter()
@@ -304,97 +548,69 @@ impl Store {
             })
             .sum()
     }
-}
 
-fn time_range(b: &RecordBatch) -> (i64, i64) {
-    let col = b.column(TIME_COLUMN);
-    let t = col
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .expect("time column");
-    let min = datafusion::arrow::compute::min(t).unwrap_or(0);
-    let max = datafusion::arrow::compute::max(t).unwrap_or(0);
-    debug_assert_eq!(t.null_count(), 0);
-    (min, max)
-}
-
-/// Writes to `path.tmp` then renames, so a crash never leaves half a file
-/// under a name that is loaded at start. The hot batches are written one
-/// after the other (no concatenated copy). Statistics are kept per column
-/// chunk (enough to prune by time), not per page, and the ids, unique per
-/// row, skip dictionary encoding: both save CPU at every flush.
-fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
-    use datafusion::parquet::file::properties::EnabledStatistics;
-    use datafusion::parquet::schema::types::ColumnPath;
-    let tmp = path.with_extension("parquet.tmp");
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
-        .set_statistics_enabled(EnabledStatistics::Chunk);
-    for id in ["trace_id", "span_id", "parent_span_id"] {
-        props = props.set_column_dictionary_enabled(ColumnPath::from(id), false);
+    pub fn wal_dir(&self) -> PathBuf {
+        self.cfg.wal_dir()
     }
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props.build()))
-        .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
-    for batch in batches {
-        w.write(batch)
-            .map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
+
+    /// Deletes the log of generations whose rows are all in Parquet.
+    pub fn truncate_log(&self) {
+        if self.read_only {
+            return;
+        }
+        let through = self.durable_through();
+        if let Err(e) = wal::log::delete_through(&self.wal_dir(), through) {
+            tracing::warn!(error = %e, through, "could not delete old write-ahead log segments");
+        }
     }
-    let file = w
-        .into_inner()
-        .map_err(|e| Error::Internal(format!("parquet close: {e}")))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    let bytes = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(bytes)
 }
 
-/// Finds `{min}_{max}_{seq}.parquet` files below `dir`; removes leftover `.tmp` files.
-fn scan_segments(dir: &Path, out: &mut Vec<Segment>, max_seq: &mut u64) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
-        if meta.is_dir() {
-            scan_segments(&path, out, max_seq)?;
-            continue;
-        }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".parquet.tmp") {
-            tracing::warn!(path = %path.display(), "removing unfinished segment");
-            let _ = std::fs::remove_file(&path);
-            continue;
-        }
-        let Some(stem) = name.strip_suffix(".parquet") else {
-            continue;
+/// Finds the segments of `table` below `root`; when serving, removes files
+/// a crash left half-written.
+fn scan(root: &Path, table: Signal, read_only: bool, out: &mut Vec<Segment>) -> Result<()> {
+    fn walk(root: &Path, dir: &Path, read_only: bool, out: &mut Vec<Segment>) -> Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(dir, e)),
         };
-        let parts: Vec<&str> = stem.split('_').collect();
-        let parsed = match parts.as_slice() {
-            [a, b, c] => a
-                .parse::<i64>()
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
+            if meta.is_dir() {
+                walk(root, &path, read_only, out)?;
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".tmp") {
+                if !read_only {
+                    tracing::warn!(path = %path.display(), "removing unfinished segment");
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            if !name.ends_with(".parquet") {
+                continue;
+            }
+            let key = path
+                .strip_prefix(root)
                 .ok()
-                .zip(b.parse::<i64>().ok())
-                .zip(c.parse::<u64>().ok()),
-            _ => None,
-        };
-        let Some(((min_ns, max_ns), seq)) = parsed else {
-            tracing::warn!(path = %path.display(), "ignoring Parquet file not written by graylens");
-            continue;
-        };
-        *max_seq = (*max_seq).max(seq);
-        out.push(Segment {
-            path,
-            min_ns,
-            max_ns,
-            bytes: meta.len(),
-        });
+                .and_then(|p| p.to_str())
+                .map(|k| k.replace(std::path::MAIN_SEPARATOR, "/"));
+            let mtime_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            match key.and_then(|k| segment::parse(&k, meta.len(), mtime_ms)) {
+                Some(s) => out.push(s),
+                None => {
+                    tracing::warn!(path = %path.display(), "ignoring Parquet file not written by graylens")
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
+    walk(root, &root.join(table.table()), read_only, out)
 }

@@ -1,74 +1,84 @@
-//! The store on its own: flush, reload, retention, SQL over hot ∪ Parquet.
+//! The store on its own: flush, reload, retention by arrival, SQL over
+//! hot ∪ Parquet, and the write-ahead log replayed after a crash.
 
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, MapBuilder, StringArray, StringBuilder,
-    TimestampNanosecondArray,
-};
-use datafusion::arrow::record_batch::RecordBatch;
-use graylens_analyzer::{Store, StoreConfig, Tables};
-use graylens_collector::schema::SPANS;
-use graylens_collector::Signal;
+use graylens_analyzer::{recover, Store, StoreConfig, Tables};
+use graylens_collector::ingest::convert_request;
+use graylens_collector::{Reservation, Signal};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::json;
-use std::sync::Arc;
 
-fn spans(n: usize, t0: i64, version: &str) -> RecordBatch {
-    let s = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
-    let attrs = || {
-        let mut m = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        for _ in 0..n {
-            m.keys().append_value("k");
-            m.values().append_value("v");
-            m.append(true).unwrap();
-        }
-        Arc::new(m.finish()) as ArrayRef
-    };
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(
-            TimestampNanosecondArray::from((0..n as i64).map(|i| t0 + i).collect::<Vec<_>>())
-                .with_timezone("UTC"),
-        ),
-        Arc::new(Int64Array::from(vec![1_000_000; n])),
-        s("0102030405060708090a0b0c0d0e0f10"),
-        s("0102030405060708"),
-        Arc::new(StringArray::from(vec![None::<&str>; n])),
-        s("checkout"),
-        s(version),
-        s("prod"),
-        s("canary"),
-        s(""),
-        s("GET /"),
-        Arc::new(Int32Array::from(vec![2; n])),
-        Arc::new(Int32Array::from(vec![0; n])),
-        s(""),
-        Arc::new(BooleanArray::from(vec![false; n])),
-        Arc::new(Int32Array::from(vec![Some(200); n])),
-        Arc::new(StringArray::from(vec![Some("/"); n])),
-        s("scope"),
-        attrs(),
-        attrs(),
-    ];
-    RecordBatch::try_new(SPANS.clone(), cols).unwrap()
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 
-fn now() -> i64 {
+fn request(n: usize, t0: u64, version: &str) -> ExportTraceServiceRequest {
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: vec![1; 16],
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: "GET /".into(),
+            kind: 2,
+            start_time_unix_nano: t0 + i as u64,
+            end_time_unix_nano: t0 + i as u64 + 1_000_000,
+            attributes: vec![kv("k", "v")],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.version", version),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn append(store: &Store, n: usize, t0: u64, version: &str) {
+    for b in convert_request(&request(n, t0, version)).unwrap().batches {
+        store.append(Signal::Traces, b, Reservation::none());
+    }
+}
+
+fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos() as i64
+        .as_nanos() as u64
+}
+
+fn cfg(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn hot_and_flushed_rows_are_each_seen_once_and_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let store = Store::open(cfg.clone()).unwrap();
+    let store = Store::open(cfg(dir.path())).unwrap();
     let tables = Tables::new(store.clone()).unwrap();
-    store.append(Signal::Traces, spans(10, now(), "1.0"));
-    store.flush().unwrap();
-    store.append(Signal::Traces, spans(5, now(), "2.0"));
+    append(&store, 10, now(), "1.0");
+    store.flush_now().unwrap();
+    append(&store, 5, now(), "2.0");
     let q =
         "SELECT service_version, count(*), max(attributes['k']) FROM spans GROUP BY 1 ORDER BY 1";
     let want = vec![
@@ -76,55 +86,54 @@ async fn hot_and_flushed_rows_are_each_seen_once_and_reload() {
         vec![json!("2.0"), json!(5), json!("v")],
     ];
     assert_eq!(tables.query(q).await.unwrap().rows, want);
-    store.flush().unwrap();
+    store.flush_now().unwrap();
     assert_eq!(store.hot_rows(Signal::Traces), 0);
     assert_eq!(tables.query(q).await.unwrap().rows, want);
 
-    let reopened = Store::open(cfg).unwrap();
+    let reopened = Store::open(cfg(dir.path())).unwrap();
     let t2 = Tables::new(reopened).unwrap();
     assert_eq!(t2.query(q).await.unwrap().rows, want);
 }
 
 #[tokio::test]
-async fn retention_by_age_and_size() {
+async fn retention_counts_from_arrival_not_from_client_timestamps() {
     let dir = tempfile::tempdir().unwrap();
-    let hour = 3_600_000_000_000i64;
-    let cfg = StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_hours: 2,
-        ..Default::default()
-    };
-    let store = Store::open(cfg).unwrap();
-    store.append(Signal::Traces, spans(10, now() - 5 * hour, "old"));
-    store.flush().unwrap(); // written, then deleted by the age limit
-    store.append(Signal::Traces, spans(10, now(), "new"));
-    store.flush().unwrap();
-    let tables = Tables::new(store.clone()).unwrap();
-    let rows = tables
-        .query("SELECT service_version, count(*) FROM spans GROUP BY 1")
-        .await
-        .unwrap()
-        .rows;
-    assert_eq!(rows, vec![vec![json!("new"), json!(10)]]);
-
-    let dir = tempfile::tempdir().unwrap();
+    let hour_ns = 3_600_000_000_000u64;
+    let hour_ms = 3_600_000i64;
     let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
+        retention_hours: 2,
+        ..cfg(dir.path())
     })
     .unwrap();
+    // Dated 5 h ago but just arrived: kept until its arrival is 2 h old.
+    append(&store, 10, now() - 5 * hour_ns, "old-dated");
+    store.flush_now().unwrap();
+    let tables = Tables::new(store.clone()).unwrap();
+    let q = "SELECT service_version, count(*) FROM spans GROUP BY 1";
+    assert_eq!(
+        tables.query(q).await.unwrap().rows,
+        vec![vec![json!("old-dated"), json!(10)]]
+    );
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    store.apply_retention_at(now_ms + hour_ms);
+    assert_eq!(tables.query(q).await.unwrap().rows.len(), 1);
+    store.apply_retention_at(now_ms + 3 * hour_ms);
+    assert!(tables.query(q).await.unwrap().rows.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(cfg(dir.path())).unwrap();
     for i in 0..3 {
-        store.append(Signal::Traces, spans(100, now() + i, &format!("v{i}")));
-        store.flush().unwrap();
+        append(&store, 100, now() + i, &format!("v{i}"));
+        store.flush_now().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let total = store.disk_bytes();
     let one = total / 3;
-    let limited = StoreConfig {
-        data_dir: dir.path().to_path_buf(),
+    let store = Store::open(StoreConfig {
         max_disk_bytes: total - one / 2,
-        ..Default::default()
-    };
-    let store = Store::open(limited).unwrap();
+        ..cfg(dir.path())
+    })
+    .unwrap();
     store.apply_retention();
     let tables = Tables::new(store).unwrap();
     let rows = tables
@@ -142,11 +151,7 @@ async fn retention_by_age_and_size() {
 #[tokio::test]
 async fn ddl_is_refused_and_bad_sql_is_a_query_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let store = Store::open(cfg(dir.path())).unwrap();
     let tables = Tables::new(store).unwrap();
     for sql in ["DROP TABLE spans", "SELEC 1", "SELECT missing FROM spans"] {
         let e = tables.query(sql).await.unwrap_err();
@@ -163,4 +168,61 @@ async fn ddl_is_refused_and_bad_sql_is_a_query_error() {
             .rows,
         vec![vec![json!(0)]]
     );
+}
+
+/// Writes what the writer thread would: framed records in a log segment.
+fn log_segment(dir: &std::path::Path, gen: u64, reqs: &[ExportTraceServiceRequest]) {
+    use prost::Message;
+    let mut buf = Vec::new();
+    for r in reqs {
+        graylens_analyzer::wal::frame::encode(
+            &mut buf,
+            Signal::Traces,
+            now() as i64,
+            &r.encode_to_vec(),
+        );
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(graylens_analyzer::wal::log::path(dir, gen), buf).unwrap();
+}
+
+#[tokio::test]
+async fn the_log_is_replayed_once_even_after_a_crash_between_parquet_and_log_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let memory = graylens_collector::MemoryLimiter::new(1 << 30);
+    let attributor = graylens_collector::attribution::Attributor::new(Default::default());
+    let limits = graylens_collector::LimitsConfig::default();
+    // Generation 1 logged and flushed, then the process died before the log
+    // was deleted; generation 2 only logged.
+    log_segment(&c.wal_dir(), 1, &[request(4, now(), "1.0")]);
+    log_segment(
+        &c.wal_dir(),
+        2,
+        &[request(3, now(), "2.0"), request(2, now(), "2.0")],
+    );
+    {
+        let store = Store::open(c.clone()).unwrap();
+        let r = recover(&store, &attributor, &limits, &memory).unwrap();
+        assert_eq!((r.rows, r.log.records), (9, 3));
+        // Write generation 1 only, as a crash mid-flush would leave it.
+        store.flush_generation(2).unwrap();
+    }
+    let store = Store::open(c.clone()).unwrap();
+    let r = recover(&store, &attributor, &limits, &memory).unwrap();
+    assert_eq!(
+        r.rows, 0,
+        "everything of generations ≤ 2 is already in Parquet"
+    );
+    assert_eq!(r.rows_already_stored, 9);
+    let tables = Tables::new(store.clone()).unwrap();
+    assert_eq!(
+        tables
+            .query("SELECT count(*) FROM spans")
+            .await
+            .unwrap()
+            .rows,
+        vec![vec![json!(9)]]
+    );
+    assert!(store.generation() >= 3);
 }

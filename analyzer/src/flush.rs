@@ -1,0 +1,116 @@
+//! Writing a sealed generation to Parquet: one file per table, service and
+//! hour, written to a temporary name, fsynced, renamed into place, and the
+//! directory fsynced, so a crash never leaves half a file under a name that
+//! is read, and a file that is read is on disk.
+
+use crate::error::{Error, Result};
+use crate::segment::{self, Segment};
+use crate::store::{Hot, StoreConfig};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
+use graylens_collector::Signal;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// The batches of one table split into files: one per service and hour
+/// (of each batch's oldest row).
+pub(crate) fn groups(batches: &[Arc<Hot>]) -> Vec<Vec<Arc<Hot>>> {
+    let mut groups: BTreeMap<(Arc<str>, i64), Vec<Arc<Hot>>> = BTreeMap::new();
+    for h in batches {
+        groups
+            .entry((h.service.clone(), h.min_ns.div_euclid(HOUR_NS)))
+            .or_default()
+            .push(h.clone());
+    }
+    groups.into_values().collect()
+}
+
+/// Writes one group of `gen` of one table as a segment.
+pub(crate) fn write_group(
+    cfg: &StoreConfig,
+    table: Signal,
+    gen: u64,
+    hots: &[Arc<Hot>],
+) -> Result<Segment> {
+    let service = hots.first().map_or("", |h| &h.service);
+    let arrival_ms = chrono::Utc::now().timestamp_millis();
+    let min_ns = hots.iter().map(|h| h.min_ns).min().unwrap_or(0);
+    let max_ns = hots.iter().map(|h| h.max_ns).max().unwrap_or(0);
+    let key = segment::key(
+        table,
+        service,
+        min_ns,
+        max_ns,
+        &cfg.node_id,
+        gen,
+        gen,
+        arrival_ms,
+    );
+    let path = cfg.data_dir.join(&key);
+    let batches: Vec<&RecordBatch> = hots.iter().map(|h| &h.batch).collect();
+    let bytes = write_file(&path, &table.schema(), &batches)?;
+    Ok(Segment {
+        key,
+        table,
+        service: Some(service.to_string()),
+        min_ns,
+        max_ns,
+        node: cfg.node_id.clone(),
+        gen_lo: gen,
+        gen_hi: gen,
+        arrival_ms,
+        bytes,
+    })
+}
+
+/// Parquet writer settings: zstd level 1, statistics per column chunk
+/// (enough to prune by time and service), no dictionary for the ids
+/// (unique per row). Dictionary columns stay dictionary-encoded.
+pub(crate) fn writer_properties() -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    for id in ["trace_id", "span_id", "parent_span_id"] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(id), false);
+    }
+    props.build()
+}
+
+/// Encodes `batches` as one Parquet file in memory.
+pub(crate) fn encode(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(writer_properties()))
+        .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
+    for b in batches {
+        w.write(b)
+            .map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
+    }
+    w.close()
+        .map_err(|e| Error::Internal(format!("parquet close: {e}")))?;
+    Ok(buf)
+}
+
+/// tmp → fsync → rename → fsync the directory. Returns the file's size.
+pub(crate) fn write_file(path: &Path, schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<u64> {
+    use std::io::Write;
+    let dir = path.parent().expect("segment paths have a directory");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let bytes = encode(schema, batches)?;
+    let tmp = path.with_extension("parquet.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    crate::wal::log::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(bytes.len() as u64)
+}

@@ -1,0 +1,218 @@
+//! Parquet segments: where they live and what their names say.
+//!
+//! ```text
+//!  {table}/service={service}/{YYYY-MM-DD}/{HH}/{min_ns}_{max_ns}_{node}_{gen_lo}-{gen_hi}_{arrival_ms}.parquet
+//! ```
+//!
+//! One file holds one service of one table; the date and hour are those of
+//! its oldest row. The name carries what pruning, retention and recovery
+//! need without opening the file: the time range of its rows, the node that
+//! wrote it and the write-ahead-log generations it covers (so replay never
+//! adds a row twice, and compaction can tell which files a merged one
+//! replaces), and when it arrived (retention counts from arrival, not from
+//! the timestamps clients send). Service names are percent-encoded.
+//!
+//! Files named `{min}_{max}_{seq}.parquet` under `{table}/{date}/{hour}/`
+//! (graylens before the write-ahead log) are still read: any service,
+//! generation 0, arrival = modification time.
+
+use chrono::{DateTime, Utc};
+use graylens_collector::Signal;
+
+/// One Parquet segment of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Path relative to the storage root, with `/` separators.
+    pub key: String,
+    pub table: Signal,
+    /// `None` for files written before segments were per service.
+    pub service: Option<String>,
+    pub min_ns: i64,
+    pub max_ns: i64,
+    pub node: String,
+    /// Write-ahead-log generations whose rows this file holds.
+    pub gen_lo: u64,
+    pub gen_hi: u64,
+    /// When the rows arrived (the flush), ms since the epoch.
+    pub arrival_ms: i64,
+    pub bytes: u64,
+}
+
+impl Segment {
+    /// Whether this file may hold rows of `service`.
+    pub fn may_hold(&self, service: &str) -> bool {
+        self.service.as_deref().is_none_or(|s| s == service)
+    }
+
+    /// Whether this file may hold rows in `[from, to)` (ns; `None` unbounded).
+    pub fn overlaps(&self, from: Option<i64>, to: Option<i64>) -> bool {
+        from.is_none_or(|f| self.max_ns >= f) && to.is_none_or(|t| self.min_ns < t)
+    }
+
+    /// Whether every row is inside `[from, to)`.
+    pub fn within(&self, from: Option<i64>, to: Option<i64>) -> bool {
+        from.is_none_or(|f| self.min_ns >= f) && to.is_none_or(|t| self.max_ns < t)
+    }
+}
+
+/// Characters kept as they are in a service directory name.
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+}
+
+/// `service=` plus the percent-encoded name (every byte but `[A-Za-z0-9.-]`).
+pub fn service_dir(service: &str) -> String {
+    let mut out = String::with_capacity(8 + service.len());
+    out.push_str("service=");
+    for &b in service.as_bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_service(dir: &str) -> Option<String> {
+    let enc = dir.strip_prefix("service=")?;
+    let bytes = enc.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = enc.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A node id: lowercase letters, digits and `-`, at most 63 characters.
+pub fn node_id_problem(id: &str) -> Option<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (!ok).then(|| {
+        format!("node id {id:?} must be 1-63 characters of lowercase letters, digits and '-'")
+    })
+}
+
+/// The key of a new segment.
+#[allow(clippy::too_many_arguments)]
+pub fn key(
+    table: Signal,
+    service: &str,
+    min_ns: i64,
+    max_ns: i64,
+    node: &str,
+    gen_lo: u64,
+    gen_hi: u64,
+    arrival_ms: i64,
+) -> String {
+    let when = DateTime::<Utc>::from_timestamp_nanos(min_ns);
+    format!(
+        "{}/{}/{}/{}/{min_ns}_{max_ns}_{node}_{gen_lo}-{gen_hi}_{arrival_ms}.parquet",
+        table.table(),
+        service_dir(service),
+        when.format("%Y-%m-%d"),
+        when.format("%H"),
+    )
+}
+
+/// What a key says, or `None` if it is not a graylens segment. `bytes` and,
+/// for legacy files, `mtime_ms` come from the listing.
+pub fn parse(key: &str, bytes: u64, mtime_ms: i64) -> Option<Segment> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let table = Signal::ALL
+        .into_iter()
+        .find(|s| parts.first() == Some(&s.table()))?;
+    let name = parts.last()?.strip_suffix(".parquet")?;
+    let fields: Vec<&str> = name.split('_').collect();
+    let base = Segment {
+        key: key.to_string(),
+        table,
+        service: None,
+        min_ns: 0,
+        max_ns: 0,
+        node: String::new(),
+        gen_lo: 0,
+        gen_hi: 0,
+        arrival_ms: mtime_ms,
+        bytes,
+    };
+    match (parts.len(), fields.as_slice()) {
+        (4, [min, max, _seq]) => Some(Segment {
+            min_ns: min.parse().ok()?,
+            max_ns: max.parse().ok()?,
+            ..base
+        }),
+        (5, [min, max, node, gens, arrival]) => {
+            let (lo, hi) = gens.split_once('-')?;
+            Some(Segment {
+                service: Some(decode_service(parts[1])?),
+                min_ns: min.parse().ok()?,
+                max_ns: max.parse().ok()?,
+                node: node.to_string(),
+                gen_lo: lo.parse().ok()?,
+                gen_hi: hi.parse().ok()?,
+                arrival_ms: arrival.parse().ok()?,
+                ..base
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_with_any_service_name() {
+        for svc in ["checkout", "", "a/b c", "ünï", "%20", "x_y"] {
+            let k = key(
+                Signal::Traces,
+                svc,
+                1_700_000_000_000_000_000,
+                1_700_000_001_000_000_000,
+                "node-a",
+                3,
+                7,
+                1_700_000_002_000,
+            );
+            assert!(k.starts_with("spans/service="), "{k}");
+            assert_eq!(k.matches('/').count(), 4, "{k}");
+            let s = parse(&k, 10, 0).unwrap();
+            assert_eq!(s.service.as_deref(), Some(svc));
+            assert_eq!((s.gen_lo, s.gen_hi), (3, 7));
+            assert_eq!(s.node, "node-a");
+            assert_eq!(s.arrival_ms, 1_700_000_002_000);
+            assert_eq!(s.table, Signal::Traces);
+        }
+    }
+
+    #[test]
+    fn legacy_names_are_read() {
+        let s = parse("logs/2026-11-28/04/100_200_5.parquet", 9, 123).unwrap();
+        assert_eq!(s.table, Signal::Logs);
+        assert_eq!(s.service, None);
+        assert!(s.may_hold("anything"));
+        assert_eq!((s.min_ns, s.max_ns, s.arrival_ms), (100, 200, 123));
+        assert!(parse("logs/2026-11-28/04/notes.txt", 1, 0).is_none());
+        assert!(parse("other/x/y/z/1_2_3.parquet", 1, 0).is_none());
+    }
+
+    #[test]
+    fn node_ids_are_checked() {
+        assert!(node_id_problem("graylens-0").is_none());
+        assert!(node_id_problem("Node_A").is_some());
+        assert!(node_id_problem("").is_some());
+    }
+}
