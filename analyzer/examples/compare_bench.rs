@@ -7,8 +7,8 @@
 //! ```
 
 use graylens_analyzer::{compare, By, Policy, Selector, Store, StoreConfig, Tables};
-use graylens_collector::attribution::Attributor;
-use graylens_collector::convert::spans_to_batch;
+use graylens_collector::ingest::convert_request;
+use graylens_collector::Reservation;
 use graylens_collector::Signal;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -76,7 +76,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         flush_rows: usize::MAX,
         ..Default::default()
     })?;
-    let attributor = Attributor::new(Default::default());
     let loading = Instant::now();
     let chunk = 50_000;
     let mut i = 0;
@@ -87,8 +86,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             ("v1", 1.0)
         };
-        let c = spans_to_batch(&request(version, i, n, slow), &attributor)?;
-        store.append(Signal::Traces, c.batch.expect("valid spans"));
+        for b in convert_request(&request(version, i, n, slow))?.batches {
+            store.append(Signal::Traces, b, Reservation::none());
+        }
         i += n;
     }
     eprintln!(
@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for place in ["hot (in memory)", "Parquet"] {
         if place == "Parquet" {
             let t = Instant::now();
-            store.flush()?;
+            store.flush_now()?;
             eprintln!("flushed to Parquet in {:.1} s", t.elapsed().as_secs_f64());
         }
         let mut times = Vec::new();

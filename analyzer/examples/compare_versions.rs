@@ -6,8 +6,8 @@
 //! ```
 
 use graylens_analyzer::{compare, By, Policy, Selector, Store, StoreConfig, Tables};
-use graylens_collector::attribution::Attributor;
-use graylens_collector::convert::spans_to_batch;
+use graylens_collector::ingest::convert_request;
+use graylens_collector::Reservation;
 use graylens_collector::Signal;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -66,10 +66,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir: dir.clone(),
         ..Default::default()
     })?;
-    let attributor = Attributor::new(Default::default());
     for (version, median) in [("v1", 20.0), ("v2", 26.0)] {
-        let converted = spans_to_batch(&request(version, 5_000, median), &attributor)?;
-        store.append(Signal::Traces, converted.batch.expect("valid spans"));
+        for b in convert_request(&request(version, 5_000, median))?.batches {
+            store.append(Signal::Traces, b, Reservation::none());
+        }
     }
     let tables = Tables::new(store)?;
     let sel = Selector {

@@ -18,6 +18,12 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    /// The query hit a bound: time or memory (`[query]`).
+    #[error("{0}")]
+    Limit(String),
+    /// Too many queries at once: retry later.
+    #[error("{0}")]
+    Busy(String),
     /// Anything else inside graylens.
     #[error("internal error: {0}")]
     Internal(String),
@@ -35,8 +41,10 @@ impl Error {
 impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         match e.find_root() {
-            DataFusionError::ResourcesExhausted(_)
-            | DataFusionError::Internal(_)
+            DataFusionError::ResourcesExhausted(m) => Error::Limit(format!(
+                "the query needs more memory than query.memory_bytes allows: {m}"
+            )),
+            DataFusionError::Internal(_)
             | DataFusionError::IoError(_)
             | DataFusionError::ObjectStore(_) => Error::Internal(e.to_string()),
             _ => Error::Query(e.to_string()),

@@ -127,6 +127,11 @@ impl LogHistogram {
         self.sum += sum;
     }
 
+    /// Adds to the sum of the values (when buckets were added without it).
+    pub(crate) fn add_sum(&mut self, sum: f64) {
+        self.sum += sum;
+    }
+
     /// Adds every value of `other`: exact, because the buckets are aligned.
     pub fn merge(&mut self, other: &LogHistogram) {
         if other.count == 0 {

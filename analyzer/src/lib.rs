@@ -3,9 +3,10 @@
 //! Where telemetry rests and is queried.
 //!
 //! ```text
-//!  ingest queue ──► writer.rs ──► store.rs: hot in-memory segments per table
-//!                                    │  flush (interval / size) → Parquet under data_dir/{table}/{date}/{hour}/
-//!                                    │  retention by age and size; reload at start
+//!  ingest queue ──► writer.rs: write-ahead log (wal/, group commit) ──► store.rs: hot batches per table
+//!                   recover.rs: the log replayed at start                 │  flush.rs (interval / size / memory):
+//!                                                                         │  Parquet per table, service, hour (segment.rs)
+//!                                                                         │  retention by arrival and size
 //!                                    ▼
 //!                  table.rs: StoreTable = hot snapshot ∪ Parquet files (one DataFusion table each)
 //!                                    ▼
@@ -33,21 +34,30 @@
 
 pub mod compare;
 mod error;
+mod flush;
 pub mod histogram;
 pub mod judge;
+pub mod live;
+pub mod recover;
+pub mod segment;
 pub mod series;
 pub mod services;
 pub mod sql;
 pub mod stats;
 pub mod store;
 mod table;
+pub mod wal;
 pub mod writer;
 
 pub use compare::{compare, By, Comparison, Selector};
 pub use error::{Error, Result};
 pub use judge::{Decision, Policy};
+pub use live::Subscription;
+pub use recover::{recover, Recovered};
+pub use segment::Segment;
 pub use series::{charts, version_series, Point, SeriesFilter, SideCharts, VersionSeries};
 pub use services::{deployments, services, DeploymentTraffic, ServiceInfo};
-pub use sql::{QueryOutput, Tables};
+pub use sql::{QueryConfig, QueryOutput, Tables};
 pub use store::{Store, StoreConfig, StoreStats};
-pub use writer::run_writer;
+pub use wal::{SyncMode, WalConfig};
+pub use writer::Writer;

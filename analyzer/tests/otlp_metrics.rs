@@ -5,8 +5,8 @@
 
 use graylens_analyzer::judge::Classification;
 use graylens_analyzer::{compare, By, Decision, Policy, Selector, Store, StoreConfig, Tables};
-use graylens_collector::attribution::Attributor;
-use graylens_collector::convert::{metrics_to_batch, spans_to_batch};
+use graylens_collector::ingest::convert_request;
+use graylens_collector::Reservation;
 use graylens_collector::Signal;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -194,7 +194,6 @@ async fn policy_named_otlp_metrics_are_compared() {
         ..Default::default()
     })
     .unwrap();
-    let attributor = Attributor::new(Default::default());
     // Baseline: 10,000 requests in the window, p90 in (10, 25] ms. Canary: p90 in (100, 250] ms,
     // and 5 retries per 100 requests against 1.
     let base = histogram(
@@ -212,18 +211,16 @@ async fn policy_named_otlp_metrics_are_compared() {
         &[3.0; 20],
     );
     for req in [base, canary] {
-        let c = metrics_to_batch(&req, &attributor).unwrap();
+        let c = convert_request(&req).unwrap();
         assert_eq!(c.rejections.total(), 0);
-        store.append(Signal::Metrics, c.batch.unwrap());
+        for b in c.batches {
+            store.append(Signal::Metrics, b, Reservation::none());
+        }
     }
     for (v, n) in [("v1", 10_000), ("v2", 5_000)] {
-        store.append(
-            Signal::Traces,
-            spans_to_batch(&spans(v, n), &attributor)
-                .unwrap()
-                .batch
-                .unwrap(),
-        );
+        for b in convert_request(&spans(v, n)).unwrap().batches {
+            store.append(Signal::Traces, b, Reservation::none());
+        }
     }
     let tables = Tables::new(store).unwrap();
     let sel = Selector {

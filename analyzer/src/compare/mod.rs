@@ -15,14 +15,17 @@ mod lanes;
 mod observe;
 mod otlp_metrics;
 mod report;
+pub mod scan;
 mod selector;
+pub mod source;
 
 pub use kayenta::kayenta;
 pub use lanes::{Contributor, LaneBreakdown, LaneLatency};
 pub(crate) use observe::{floats_col, ints_col, strings_col};
 pub use observe::{observe, values_seen, Observations, Side, Traffic, ENTRY_SPANS};
-pub use otlp_metrics::{BucketedValues, MetricSide};
+pub use otlp_metrics::{observe_metrics, BucketedValues, MetricSide};
 pub use report::{OperationComparison, Report};
+pub use scan::Accumulator;
 pub use selector::{quote, time_window};
 pub use selector::{By, Selector};
 

@@ -1,10 +1,10 @@
-//! Reads what each side did from the tables: one aggregate query over
-//! spans (bucketed latency per operation, computed inside DataFusion so only
-//! `(side, operation, bucket)` rows come out) and one over logs.
+//! What each side did: requests, errors and latency per operation of the
+//! service's entry spans, log records and error logs, and the OTLP metrics
+//! a policy names.
 
 use super::selector::{quote, Selector};
 use crate::error::{Error, Result};
-use crate::histogram::{bucket_sql, LogHistogram};
+use crate::histogram::LogHistogram;
 use crate::sql::Tables;
 use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
@@ -26,6 +26,15 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// The sum of several operations' traffic.
+    pub fn total_of<'a>(parts: impl IntoIterator<Item = &'a Traffic>) -> Traffic {
+        let mut total = Traffic::default();
+        for t in parts {
+            total.absorb(t);
+        }
+        total
+    }
+
     fn absorb(&mut self, other: &Traffic) {
         self.requests += other.requests;
         self.errors += other.errors;
@@ -62,77 +71,15 @@ pub struct Observations {
 /// one request several times.
 pub const ENTRY_SPANS: &str = "(span_kind IN (2, 5) OR parent_span_id IS NULL)";
 
-/// Reads both sides; `metric_names` are the OTLP metrics to collect too.
+/// Reads both sides in one pass over the store (spans and logs, see
+/// [`super::scan`]); `metric_names` are the OTLP metrics to collect too.
 pub async fn observe(
     tables: &Tables,
     sel: &Selector,
     metric_names: &[String],
 ) -> Result<Observations> {
-    let col = sel.by.column();
-    let pred = sel.predicate();
-    let bucket = bucket_sql("duration_ns");
-    let spans = format!(
-        "SELECT {col} AS side, span_name, {bucket} AS bucket, count(*) AS n, \
-         sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors, \
-         sum(CAST(duration_ns AS DOUBLE)) AS total, min(duration_ns) AS lo, max(duration_ns) AS hi, \
-         sum(CASE WHEN duration_ns > 0 THEN ln(CAST(duration_ns AS DOUBLE)) END) AS ln_sum, \
-         sum(CASE WHEN duration_ns > 0 THEN ln(CAST(duration_ns AS DOUBLE)) * ln(CAST(duration_ns AS DOUBLE)) END) AS ln_sq, \
-         sum(CASE WHEN duration_ns > 0 THEN 1 ELSE 0 END) AS ln_n \
-         FROM spans WHERE {pred} AND {ENTRY_SPANS} GROUP BY 1, 2, 3"
-    );
-    let mut obs = Observations::default();
-    for batch in tables.internal(&spans).await? {
-        let side = strings_col(batch.column(0))?;
-        let op = strings_col(batch.column(1))?;
-        let bucket = ints_col(batch.column(2))?;
-        let [n, errors, lo, hi, ln_n] = [3, 4, 6, 7, 10].map(|i| ints_col(batch.column(i)));
-        let (n, errors, lo, hi, ln_n) = (n?, errors?, lo?, hi?, ln_n?);
-        let [total, ln_sum, ln_sq] = [5, 8, 9].map(|i| floats_col(batch.column(i)));
-        let (total, ln_sum, ln_sq) = (total?, ln_sum?, ln_sq?);
-        for r in 0..batch.num_rows() {
-            let Some(target) = side_of(&mut obs, sel, side[r].as_deref()) else {
-                continue;
-            };
-            let t = target
-                .operations
-                .entry(op[r].clone().unwrap_or_default())
-                .or_default();
-            let count = n[r].unwrap_or(0) as u64;
-            t.requests += count;
-            t.errors += errors[r].unwrap_or(0) as u64;
-            t.latency.add(
-                bucket[r].map(|b| b as i32),
-                count,
-                total[r].unwrap_or(0.0),
-                lo[r].unwrap_or(0) as f64,
-                hi[r].unwrap_or(0) as f64,
-            );
-            t.ln_sum += ln_sum[r].unwrap_or(0.0);
-            t.ln_sq_sum += ln_sq[r].unwrap_or(0.0);
-            t.ln_count += ln_n[r].unwrap_or(0) as u64;
-        }
-    }
-    for side in [&mut obs.baseline, &mut obs.canary] {
-        let mut total = Traffic::default();
-        for t in side.operations.values() {
-            total.absorb(t);
-        }
-        side.total = total;
-    }
-    let logs = format!(
-        "SELECT {col} AS side, count(*) AS n, sum(CASE WHEN severity_number >= 17 THEN 1 ELSE 0 END) AS errors \
-         FROM logs WHERE {pred} GROUP BY 1"
-    );
-    for batch in tables.internal(&logs).await? {
-        let side = strings_col(batch.column(0))?;
-        let (n, errors) = (ints_col(batch.column(1))?, ints_col(batch.column(2))?);
-        for r in 0..batch.num_rows() {
-            if let Some(target) = side_of(&mut obs, sel, side[r].as_deref()) {
-                target.log_records += n[r].unwrap_or(0) as u64;
-                target.log_errors += errors[r].unwrap_or(0) as u64;
-            }
-        }
-    }
+    let (acc, _files) = super::source::scan_store(tables.store(), sel).await?;
+    let mut obs = acc.observations();
     let [b, c] = super::otlp_metrics::observe_metrics(tables, sel, metric_names).await?;
     obs.baseline.metrics = b;
     obs.canary.metrics = c;
@@ -159,21 +106,6 @@ pub async fn values_seen(
         }
     }
     Ok(out)
-}
-
-fn side_of<'a>(
-    obs: &'a mut Observations,
-    sel: &Selector,
-    value: Option<&str>,
-) -> Option<&'a mut Side> {
-    let v = value.unwrap_or("");
-    if v == sel.baseline {
-        Some(&mut obs.baseline)
-    } else if v == sel.canary {
-        Some(&mut obs.canary)
-    } else {
-        None
-    }
 }
 
 fn converted(a: &ArrayRef, to: DataType) -> Result<ArrayRef> {

@@ -96,7 +96,7 @@ struct Point {
     unit: String,
 }
 
-pub(super) async fn observe_metrics(
+pub async fn observe_metrics(
     tables: &Tables,
     sel: &Selector,
     names: &[String],

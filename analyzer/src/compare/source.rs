@@ -1,0 +1,172 @@
+//! Where a from-scratch comparison reads: the hot batches and the Parquet
+//! segments of the service, pruned by the segment names (service, time
+//! range) and by row-group statistics on `time`, reading only the columns
+//! the [`Accumulator`] needs, on every core.
+
+use super::scan::Accumulator;
+use super::selector::Selector;
+use crate::error::{Error, Result};
+use crate::segment::Segment;
+use crate::store::Store;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::file::statistics::Statistics;
+use graylens_collector::Signal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const SPAN_COLUMNS: [&str; 7] = [
+    "time",
+    "duration_ns",
+    "parent_span_id",
+    "service_name",
+    "span_name",
+    "span_kind",
+    "is_error",
+];
+const LOG_COLUMNS: [&str; 3] = ["time", "service_name", "severity_number"];
+
+/// One unit of work.
+pub(crate) enum Item {
+    Hot(Signal, RecordBatch),
+    File(Signal, PathBuf),
+}
+
+fn ns(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
+    t.map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX))
+}
+
+/// What a comparison of `sel` must read in one table's view: the hot
+/// batches of the service and the segments that may hold its rows.
+pub(crate) fn items(
+    store: &Store,
+    signal: Signal,
+    view: (Vec<Arc<crate::store::Hot>>, Vec<Segment>),
+    sel: &Selector,
+    out: &mut Vec<Item>,
+) {
+    let (from, to) = (ns(sel.from), ns(sel.to));
+    let (hot, segments) = view;
+    for h in hot.iter().filter(|h| *h.service == *sel.service) {
+        out.push(Item::Hot(signal, h.batch.clone()));
+    }
+    for g in segments
+        .iter()
+        .filter(|g| wanted(g, &sel.service, from, to))
+    {
+        out.push(Item::File(signal, store.root().join(&g.key)));
+    }
+}
+
+fn wanted(g: &Segment, service: &str, from: Option<i64>, to: Option<i64>) -> bool {
+    g.may_hold(service) && g.overlaps(from, to)
+}
+
+/// Reads both sides of `sel` from the store, in parallel. Returns the
+/// accumulated spans and logs, and how many Parquet files were opened.
+pub async fn scan_store(store: &Arc<Store>, sel: &Selector) -> Result<(Accumulator, u64)> {
+    let mut items_ = Vec::new();
+    for signal in [Signal::Traces, Signal::Logs] {
+        let (hot, segments, _) = store.view(signal);
+        items(store, signal, (hot, segments), sel, &mut items_);
+    }
+    scan_items(items_, sel).await
+}
+
+/// Reads `items` on every core into one accumulator.
+pub(crate) async fn scan_items(items: Vec<Item>, sel: &Selector) -> Result<(Accumulator, u64)> {
+    let files = items.iter().filter(|i| matches!(i, Item::File(..))).count() as u64;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().max(1));
+    let mut shares: Vec<Vec<Item>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % workers].push(item);
+    }
+    let (from, to) = (ns(sel.from), ns(sel.to));
+    let mut tasks = Vec::new();
+    for share in shares {
+        let sel = sel.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let mut acc = Accumulator::new(&sel);
+            for item in share {
+                match item {
+                    Item::Hot(Signal::Logs, b) => acc.add_logs(&b),
+                    Item::Hot(_, b) => acc.add_spans(&b),
+                    Item::File(signal, path) => read_file(&mut acc, signal, &path, from, to)?,
+                }
+            }
+            Ok::<_, Error>(acc)
+        }));
+    }
+    let mut total = Accumulator::new(sel);
+    for t in tasks {
+        let acc = t
+            .await
+            .map_err(|e| Error::Internal(format!("comparison worker: {e}")))??;
+        total.merge(&acc);
+    }
+    Ok((total, files))
+}
+
+/// Adds one Parquet segment, reading only the needed columns of the row
+/// groups whose `time` range meets the window.
+fn read_file(
+    acc: &mut Accumulator,
+    signal: Signal,
+    path: &std::path::Path,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        // Deleted by retention or compaction since the snapshot.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let parquet = |e: datafusion::parquet::errors::ParquetError| {
+        Error::Internal(format!("reading {}: {e}", path.display()))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
+    let side = acc.selector().by.column();
+    let names: Vec<&str> = match signal {
+        Signal::Logs => LOG_COLUMNS.iter().copied().chain([side]).collect(),
+        _ => SPAN_COLUMNS.iter().copied().chain([side]).collect(),
+    };
+    let meta = builder.metadata().clone();
+    let schema = meta.file_metadata().schema_descr();
+    let mask = ProjectionMask::columns(schema, names.iter().copied());
+    let time_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "time");
+    let groups: Vec<usize> = (0..meta.num_row_groups())
+        .filter(|&g| {
+            let Some(stats) = time_idx.and_then(|i| meta.row_group(g).column(i).statistics())
+            else {
+                return true;
+            };
+            match stats {
+                Statistics::Int64(s) => {
+                    let lo = s.min_opt().copied().unwrap_or(i64::MIN);
+                    let hi = s.max_opt().copied().unwrap_or(i64::MAX);
+                    from.is_none_or(|f| hi >= f) && to.is_none_or(|t| lo < t)
+                }
+                _ => true,
+            }
+        })
+        .collect();
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(groups)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(parquet)?;
+    for b in reader {
+        let b = b.map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
+        match signal {
+            Signal::Logs => acc.add_logs(&b),
+            _ => acc.add_spans(&b),
+        }
+    }
+    Ok(())
+}

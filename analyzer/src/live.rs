@@ -1,0 +1,134 @@
+//! Incremental comparisons: a [`Subscription`] keeps the running
+//! [`Accumulator`] of one selector (a watched rollout), so a look costs
+//! the histograms' size, not a re-read of the window.
+//!
+//! ```text
+//!  subscribe(sel):  under the registry lock, take a view of each table
+//!                   (hot batches, segments, next sequence number S) and
+//!                   register; then scan that view (as compare would)
+//!  writer, per appended batch (sequence s, one service):
+//!                   every subscription of that service with s ≥ S adds it
+//!  look:            the accumulator's observations, then judge
+//! ```
+//!
+//! A batch is either in the view (s < S) or fed (s ≥ S), never both and
+//! never neither, so a look sees exactly the rows a from-scratch `compare`
+//! of the same selector would (a test checks that the verdicts agree).
+//! Flushes and compaction move rows between memory and Parquet without
+//! changing them, so they need no bookkeeping here; retention deleting rows
+//! inside a watched window is not subtracted.
+
+use crate::compare::source::{items, scan_items};
+use crate::compare::{Accumulator, Observations, Selector};
+use crate::error::Result;
+use crate::store::{Hot, Store};
+use graylens_collector::Signal;
+use std::sync::{Arc, Mutex, Weak};
+
+#[derive(Debug)]
+struct State {
+    acc: Accumulator,
+    /// Per table, the first sequence number not in the initial view.
+    from_seq: [u64; 3],
+}
+
+/// The running comparisons, fed by the store's appends.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    subs: Mutex<Vec<Weak<Mutex<State>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn feed(&self, signal: Signal, hots: &[Arc<Hot>]) {
+        if signal == Signal::Metrics || hots.is_empty() {
+            return;
+        }
+        let mut subs = lock(&self.subs);
+        subs.retain(|w| w.strong_count() > 0);
+        for w in subs.iter() {
+            let Some(st) = w.upgrade() else { continue };
+            let mut st = lock(&st);
+            let from = st.from_seq[signal as usize];
+            for h in hots {
+                if h.seq < from || *h.service != *st.acc.selector().service {
+                    continue;
+                }
+                match signal {
+                    Signal::Logs => st.acc.add_logs(&h.batch),
+                    _ => st.acc.add_spans(&h.batch),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.subs)
+            .iter()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+}
+
+/// One selector's running comparison; dropping it stops the feed.
+#[derive(Debug)]
+pub struct Subscription {
+    state: Arc<Mutex<State>>,
+    sel: Selector,
+    /// Parquet files read by the initial scan.
+    pub files_scanned: u64,
+}
+
+impl Subscription {
+    /// Registers `sel` and reads what is already stored; from then on every
+    /// new batch of its service is added as it arrives.
+    pub async fn start(store: &Arc<Store>, sel: Selector) -> Result<Subscription> {
+        let mut work = Vec::new();
+        let state = {
+            let mut subs = lock(&store.live.subs);
+            let mut from_seq = [0; 3];
+            for signal in [Signal::Traces, Signal::Logs] {
+                let (hot, segments, next) = store.view(signal);
+                from_seq[signal as usize] = next;
+                items(store, signal, (hot, segments), &sel, &mut work);
+            }
+            let state = Arc::new(Mutex::new(State {
+                acc: Accumulator::new(&sel),
+                from_seq,
+            }));
+            subs.push(Arc::downgrade(&state));
+            state
+        };
+        let (base, files_scanned) = scan_items(work, &sel).await?;
+        lock(&state).acc.merge(&base);
+        Ok(Subscription {
+            state,
+            sel,
+            files_scanned,
+        })
+    }
+
+    pub fn selector(&self) -> &Selector {
+        &self.sel
+    }
+
+    /// Everything seen so far (spans and logs; OTLP metrics are read apart).
+    pub fn observations(&self) -> Observations {
+        lock(&self.state).acc.observations()
+    }
+
+    /// Requests seen so far (baseline, canary).
+    pub fn requests(&self) -> (u64, u64) {
+        lock(&self.state).acc.requests()
+    }
+}
+
+impl Store {
+    /// Incremental comparisons registered now.
+    pub fn subscriptions(&self) -> usize {
+        self.live.len()
+    }
+}
