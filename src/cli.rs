@@ -55,6 +55,10 @@ pub struct LoadgenArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// API base URL of the server (`http://host:port`): when given, checks
+    /// at the end that every span sent is stored (a fresh server expected).
+    #[arg(long)]
+    pub api: Option<String>,
 }
 
 /// Every flag can also be set in the config file and by environment variable.

@@ -4,10 +4,10 @@ use crate::cli::{CompareArgs, Format};
 use crate::config::load_policy;
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
-use graylens_analyzer::{compare, Comparison, Selector, Store, Tables};
+use graylens_analyzer::{compare, Comparison, Selector, Tables};
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let cfg = crate::query::offline_store(&args.data_dir)?;
+    let store = crate::query::open_offline(&args.data_dir)?;
     let policy = load_policy(args.policy.as_deref()).map_err(|e| anyhow!(e))?;
     let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<DateTime<Utc>>> {
         v.as_deref()
@@ -30,7 +30,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let c = rt.block_on(async {
-        let store = Store::open(cfg)?;
         let bytes = store.disk_bytes();
         let tables = Tables::new(store)?;
         with_progress(compare(&tables, &sel, &policy), bytes).await

@@ -4,8 +4,8 @@
 use crate::cli::ServeArgs;
 use anyhow::{bail, Context};
 use graylens_alerts::{AlertsConfig, PolicyRef, RetryPolicy, RolloutSpec, Rules};
-use graylens_analyzer::{Policy, StoreConfig};
-use graylens_collector::{AttributionConfig, ReceiverConfig};
+use graylens_analyzer::{Policy, QueryConfig, StoreConfig, WalConfig};
+use graylens_collector::{AttributionConfig, LimitsConfig, ReceiverConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +20,9 @@ pub struct Config {
     pub otlp: ReceiverConfig,
     pub attribution: AttributionConfig,
     pub store: StoreConfig,
+    pub wal: WalConfig,
+    pub limits: LimitsConfig,
+    pub query: QueryConfig,
     pub http: HttpConfig,
     pub pipeline: PipelineConfig,
     pub analysis: AnalysisConfig,
@@ -211,6 +214,17 @@ impl Config {
         let mut out = self.otlp.problems();
         out.extend(self.attribution.problems());
         out.extend(self.store.problems());
+        out.extend(self.wal.problems());
+        out.extend(self.limits.problems());
+        out.extend(self.query.problems());
+        let memory = self.limits.memory_limit();
+        if self.otlp.max_message_bytes as u64 > memory / 4 {
+            out.push(format!(
+                "otlp.max_message_bytes = {} must be at most a quarter of the memory limit ({memory} bytes, limits.memory_bytes): \
+                 a request that can never be admitted would be refused forever",
+                self.otlp.max_message_bytes
+            ));
+        }
         if self.pipeline.queue_capacity == 0 {
             out.push("pipeline.queue_capacity must be at least 1".into());
         }

@@ -125,7 +125,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
     }
     let rt = Runtimes::new(&cfg)?;
-    let query = rt.query.handle().clone();
+    let handles = rt.handles();
     let dir = data_dir.clone();
     let result = rt.run(async move {
         let stop = CancellationToken::new();
@@ -134,7 +134,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             let stop = stop.clone();
             async move { stop.cancelled().await }
         };
-        let server = tokio::spawn(serve(cfg, query, until, Some(ready_tx)));
+        let server = tokio::spawn(serve(cfg, handles, until, Some(ready_tx)));
         let outcome = match ready_rx.await {
             Ok(addrs) => tour(addrs, &dir, duration, regress_after, args.rps).await,
             Err(_) => Err(anyhow::anyhow!("graylens did not start")),

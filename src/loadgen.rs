@@ -158,6 +158,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         (n / args.resources) as f64 * spans_per_req as f64 / t.elapsed().as_secs_f64();
     println!("prost decode only:      {:>12.0} spans/CPU-s", decode_rate);
 
+    let mut total_sent = 0usize;
     for transport in ["grpc", "http"] {
         let url = match transport {
             "grpc" => args.grpc.clone(),
@@ -165,7 +166,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         };
         let cpu0 = cpu_seconds(args.server_pid)?;
         let wall = Instant::now();
-        let sent = rt.block_on(drive(
+        let (sent, mut latencies) = rt.block_on(drive(
             transport,
             url,
             req.clone(),
@@ -177,12 +178,46 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         let cpu = cpu_seconds(args.server_pid)? - cpu0;
         let spans = (sent * spans_per_req) as f64;
         let rate = spans / cpu.max(0.01);
+        latencies.sort();
+        let pct = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
         println!(
-            "{transport:<5} end to end:       {:>12.0} spans/CPU-s of the server ({:.0} spans/s wall, server CPU {:.2} s, {:.2}x of decode-only)",
-            rate, spans / wall, cpu, rate / decode_rate
+            "{transport:<5} end to end:       {:>12.0} spans/CPU-s of the server ({:.0} spans/s wall, server CPU {:.2} s, {:.2}x of decode-only; request latency p50 {:.1} ms, p99 {:.1} ms)",
+            rate, spans / wall, cpu, rate / decode_rate, pct(0.5), pct(0.99)
         );
+        total_sent += sent * spans_per_req;
+    }
+    if let Some(api) = &args.api {
+        rt.block_on(verify_stored(api, total_sent))?;
     }
     Ok(())
+}
+
+/// Waits until the server's SQL counts every span sent (none lost).
+async fn verify_stored(api: &str, sent: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: serde_json::Value = client
+            .post(format!("{api}/api/v1/sql"))
+            .json(&serde_json::json!({"sql": "SELECT count(*) FROM spans"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let n = v["rows"][0][0].as_u64().unwrap_or(0) as usize;
+        if n == sent {
+            println!("stored:                 {n} spans, every span sent");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the server stores {n} spans, {sent} were acknowledged");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn drive(
@@ -192,7 +227,7 @@ async fn drive(
     bytes: Arc<Vec<u8>>,
     requests: usize,
     concurrency: usize,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Vec<Duration>)> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -207,7 +242,9 @@ async fn drive(
             };
             let http = reqwest::Client::new();
             let mut done = 0;
+            let mut lat = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
+                let t0 = Instant::now();
                 match client.as_mut() {
                     Some(c) => {
                         c.export(req.clone()).await?;
@@ -224,14 +261,18 @@ async fn drive(
                         }
                     }
                 }
+                lat.push(t0.elapsed());
                 done += 1;
             }
-            anyhow::Ok(done)
+            anyhow::Ok((done, lat))
         }));
     }
     let mut total = 0;
+    let mut all = Vec::new();
     for t in tasks {
-        total += t.await??;
+        let (n, lat) = t.await??;
+        total += n;
+        all.extend(lat);
     }
-    Ok(total)
+    Ok((total, all))
 }

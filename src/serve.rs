@@ -4,10 +4,10 @@
 
 use crate::config::Config;
 use anyhow::Context;
-use graylens_analyzer::{run_writer, Store, Tables};
+use graylens_analyzer::{recover, Store, Tables, Writer};
 use graylens_collector::attribution::Attributor;
 use graylens_collector::ingest::Ingestor;
-use graylens_collector::{grpc, http, IngestStats, Pipeline, Signal, Transport};
+use graylens_collector::{grpc, http, IngestStats, MemoryLimiter, Pipeline, Signal, Transport};
 use graylens_dashboards::ApiState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +16,24 @@ use tokio_util::sync::CancellationToken;
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let rt = Runtimes::new(&cfg)?;
-    let query = rt.query.handle().clone();
-    rt.run(serve(cfg, query, wait_for_signal(), None))
+    let handles = rt.handles();
+    rt.run(serve(cfg, handles, wait_for_signal(), None))
 }
 
-/// The two runtimes of a server: ingestion, and queries apart from it.
+/// The three runtimes of a server: ingestion; queries apart from it; and
+/// the alert engine apart from both, so no query load can keep a rollout
+/// from being judged.
 pub struct Runtimes {
     pub ingest: tokio::runtime::Runtime,
     pub query: tokio::runtime::Runtime,
+    pub judge: tokio::runtime::Runtime,
+}
+
+/// Where `serve` runs analysis work.
+#[derive(Clone, Debug)]
+pub struct Handles {
+    pub query: tokio::runtime::Handle,
+    pub judge: tokio::runtime::Handle,
 }
 
 impl Runtimes {
@@ -38,13 +48,27 @@ impl Runtimes {
                 .thread_name("graylens-query")
                 .enable_all()
                 .build()?,
+            judge: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(4)
+                .thread_name("graylens-judge")
+                .enable_all()
+                .build()?,
         })
+    }
+
+    pub fn handles(&self) -> Handles {
+        Handles {
+            query: self.query.handle().clone(),
+            judge: self.judge.handle().clone(),
+        }
     }
 
     /// Runs `main` on the ingest runtime, then stops the query runtime.
     pub fn run<T>(self, main: impl std::future::Future<Output = T>) -> T {
         let out = self.ingest.block_on(main);
         self.query.shutdown_timeout(Duration::from_secs(2));
+        self.judge.shutdown_timeout(Duration::from_secs(2));
         out
     }
 }
@@ -61,19 +85,57 @@ pub struct Listening {
 /// `ready`, the addresses are sent there instead of printed on stdout.
 pub async fn serve(
     cfg: Config,
-    query_rt: tokio::runtime::Handle,
+    rt: Handles,
     until: impl std::future::Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Listening>>,
 ) -> anyhow::Result<()> {
     let store = Store::open(cfg.store.clone())?;
-    let tables = Tables::new(store.clone())?;
-    let (pipeline, rx) = Pipeline::bounded(cfg.pipeline.queue_capacity, cfg.otlp.queue_wait());
+    let memory_limit = cfg.limits.memory_limit();
+    let tables = Tables::with_limits(store.clone(), &cfg.query, memory_limit)?;
+    let memory =
+        MemoryLimiter::new(memory_limit.saturating_sub(cfg.query.pool_bytes(memory_limit)));
     let stats = Arc::new(IngestStats::default());
     let hints = graylens_collector::RoleHints::default();
+    let policies = cfg
+        .analysis
+        .policies()
+        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+    // Rollouts first: their versions name roles of replayed records too.
+    let alerts = graylens_alerts::Alerts::open(
+        &cfg.store.data_dir,
+        tables.clone(),
+        policies.clone(),
+        cfg.alerts.engine(),
+        &cfg.rollouts,
+        hints.clone(),
+    )
+    .context("alert engine")?;
+    let attributor = Attributor::with_hints(cfg.attribution.clone(), hints);
+    let recovered = recover(&store, &attributor, &cfg.limits, &memory)
+        .context("replaying the write-ahead log")?;
+    let (pipeline, rx) = Pipeline::bounded(cfg.pipeline.queue_capacity, cfg.otlp.queue_wait());
+    let writer_stop = CancellationToken::new();
+    let writer = Writer::start(
+        store.clone(),
+        cfg.wal.clone(),
+        rx,
+        writer_stop.clone(),
+        memory.limit() / 2,
+    )
+    .context("starting the write-ahead log")?;
     let ingestor = Ingestor::new(
-        Attributor::with_hints(cfg.attribution.clone(), hints.clone()),
+        attributor,
+        cfg.limits.clone(),
         pipeline,
         stats.clone(),
+        memory.clone(),
+    );
+    tracing::info!(
+        memory_limit_bytes = memory.limit(),
+        wal_sync = ?cfg.wal.sync,
+        replayed_records = recovered.log.records,
+        replayed_rows = recovered.rows,
+        "ingest path ready"
     );
 
     let bind = |a| async move {
@@ -91,8 +153,6 @@ pub async fn serve(
     );
 
     let shutdown = CancellationToken::new();
-    let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(run_writer(store.clone(), rx, writer_stop.clone()));
     let grpc_task = tokio::spawn(grpc::serve(
         grpc_l,
         ingestor.clone(),
@@ -105,31 +165,23 @@ pub async fn serve(
         cfg.otlp.retry_after_secs,
     );
     let http_task = tokio::spawn(http::serve(otlp_http_l, http_router, shutdown.clone()));
-    let policies = cfg
-        .analysis
-        .policies()
-        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
-    let alerts = graylens_alerts::Alerts::open(
-        &cfg.store.data_dir,
-        tables.clone(),
-        policies.clone(),
-        cfg.alerts.engine(),
-        &cfg.rollouts,
-        hints,
-    )
-    .context("alert engine")?;
-    // The engine judges on the query runtime, never on the ingest one.
+    // The engine judges on its own runtime, never on the ingest or query one.
     let alerts_stop = CancellationToken::new();
-    let engine = query_rt.spawn(alerts.clone().run(alerts_stop.clone()));
+    let engine = rt.judge.spawn(supervise_alerts(
+        alerts.clone(),
+        rt.judge.clone(),
+        alerts_stop.clone(),
+    ));
     let api = graylens_dashboards::router(ApiState {
         tables,
-        query_runtime: query_rt,
+        query_runtime: rt.query,
         policy: policies["default"].clone(),
         alerts,
         telemetry: graylens_dashboards::SelfTelemetry {
             ingest: stats.clone(),
             queue: ingestor.pipeline().gauge(),
             store: store.clone(),
+            memory: memory.clone(),
         },
     });
     let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
@@ -155,6 +207,7 @@ pub async fn serve(
     tracing::info!("shutting down: no new requests, finishing those in flight");
     shutdown.cancel();
     let grace = Duration::from_secs(cfg.pipeline.shutdown_grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
     let servers = async {
         let (g, h, a) = tokio::join!(grpc_task, http_task, api_task);
         for (name, r) in [
@@ -169,21 +222,66 @@ pub async fn serve(
             }
         }
     };
-    if tokio::time::timeout(grace, servers).await.is_err() {
+    if tokio::time::timeout_at(deadline, servers).await.is_err() {
         tracing::warn!("requests still in flight after {grace:?}; closing the queue anyway");
     }
-    alerts_stop.cancel();
-    if let Err(e) = engine.await {
-        tracing::error!(error = %e, "alert engine task failed");
-    }
-    writer_stop.cancel();
-    writer.await.context("store writer")?;
     let _ = reporter.await;
-    tracing::info!(
-        disk_bytes = store.disk_bytes(),
-        "graylens stopped; all accepted data flushed"
-    );
+    // Drain ingest and flush first (the writer answers what is queued, then
+    // writes the last generation), then stop judging.
+    writer_stop.cancel();
+    let flushed = tokio::time::timeout_at(deadline, writer.join())
+        .await
+        .is_ok();
+    alerts_stop.cancel();
+    if tokio::time::timeout_at(deadline + Duration::from_secs(2), engine)
+        .await
+        .is_err()
+    {
+        tracing::warn!("alert engine still busy at the end of the grace period");
+    }
+    if flushed {
+        tracing::info!(
+            disk_bytes = store.disk_bytes(),
+            "graylens stopped; all accepted data flushed"
+        );
+    } else {
+        tracing::warn!(
+            "the final flush did not finish within pipeline.shutdown_grace_secs; \
+             what it did not write is in the write-ahead log and is replayed at the next start"
+        );
+    }
     Ok(())
+}
+
+/// Runs the alert engine until `stop`; a panic is logged, counted
+/// (`graylens_task_restarts_total`) and the engine restarted a second
+/// later: rollouts and their outboxes are on disk, so nothing is lost.
+async fn supervise_alerts(
+    alerts: graylens_alerts::Alerts,
+    judge: tokio::runtime::Handle,
+    stop: CancellationToken,
+) {
+    loop {
+        let run = judge.spawn(alerts.clone().run(stop.clone()));
+        match run.await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                alerts
+                    .stats()
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "the alert engine panicked; restarting it");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alert engine task ended");
+                return;
+            }
+        }
+    }
 }
 
 /// Logs what came in every minute, and once more at shutdown.

@@ -17,7 +17,8 @@ use crate::rollout::{
 };
 use crate::spec::{PolicyRef, RolloutSpec};
 use chrono::{DateTime, Utc};
-use graylens_analyzer::{compare, By, Decision, Policy, Selector, Tables};
+use graylens_analyzer::compare::{assemble, observe_metrics};
+use graylens_analyzer::{By, Comparison, Decision, Policy, Selector, Subscription, Tables};
 use graylens_collector::RoleHints;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -50,6 +51,8 @@ pub struct AlertStats {
     pub deliveries_retried: AtomicU64,
     pub deliveries_failed: AtomicU64,
     pub hook_calls: AtomicU64,
+    /// Times the engine panicked and was restarted.
+    pub restarts: AtomicU64,
 }
 
 /// The handle shared by the engine loop, the delivery loop and the API.
@@ -77,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) stats: AlertStats,
     /// Roles for the collector: the versions of the rollouts being watched.
     pub(crate) hints: RoleHints,
+    /// Per rollout, its incremental comparison (see `graylens_analyzer::live`).
+    pub(crate) subs: tokio::sync::Mutex<BTreeMap<String, Arc<Subscription>>>,
 }
 
 impl Alerts {
@@ -157,6 +162,7 @@ impl Alerts {
                 wake: Notify::new(),
                 stats: AlertStats::default(),
                 hints,
+                subs: Default::default(),
             }),
         })
     }
@@ -269,9 +275,17 @@ impl Alerts {
             .filter(|r| !r.phase.is_terminal())
             .map(|r| (r.id.clone(), r.spec.clone(), r.judged_since))
             .collect();
+        {
+            let ids: Vec<&String> = live.iter().map(|(id, _, _)| id).collect();
+            self.inner
+                .subs
+                .lock()
+                .await
+                .retain(|id, _| ids.contains(&id));
+        }
         for (id, spec, since) in live {
             let started = Instant::now();
-            let (eval, evidence) = self.evaluate(&spec, since).await;
+            let (eval, evidence) = self.evaluate(&id, &spec, since).await;
             let s = &self.inner.stats;
             s.evaluations.fetch_add(1, Ordering::Relaxed);
             s.evaluation_micros
@@ -283,8 +297,49 @@ impl Alerts {
         }
     }
 
+    /// The comparison of `sel` for rollout `id`: from its incremental
+    /// subscription (started, with one scan of what is stored, at the first
+    /// look or when the sides change), so a look costs the new data only.
+    async fn compare(
+        &self,
+        id: &str,
+        sel: &Selector,
+        policy: &Policy,
+    ) -> graylens_analyzer::Result<Comparison> {
+        let sub = {
+            let mut subs = self.inner.subs.lock().await;
+            match subs.get(id) {
+                Some(s) if s.selector() == sel => s.clone(),
+                _ => {
+                    let s = Arc::new(
+                        Subscription::start(self.inner.tables.store(), sel.clone()).await?,
+                    );
+                    subs.insert(id.to_string(), s.clone());
+                    s
+                }
+            }
+        };
+        let mut obs = sub.observations();
+        let names: Vec<String> = policy
+            .metrics
+            .iter()
+            .filter_map(|m| m.metric.clone())
+            .collect();
+        if !names.is_empty() {
+            let [b, c] = observe_metrics(&self.inner.tables, sel, &names).await?;
+            obs.baseline.metrics = b;
+            obs.canary.metrics = c;
+        }
+        Ok(assemble(sel, policy, &obs))
+    }
+
     /// One comparison for one rollout, as an evaluation and its evidence.
-    async fn evaluate(&self, spec: &RolloutSpec, since: DateTime<Utc>) -> (Evaluation, Value) {
+    async fn evaluate(
+        &self,
+        id: &str,
+        spec: &RolloutSpec,
+        since: DateTime<Utc>,
+    ) -> (Evaluation, Value) {
         let now = Utc::now();
         let mut eval = Evaluation {
             at: now,
@@ -320,7 +375,7 @@ impl Alerts {
             from: Some(since),
             to: None,
         };
-        match compare(&self.inner.tables, &sel, &policy).await {
+        match self.compare(id, &sel, &policy).await {
             Ok(c) => {
                 eval.decision = c.verdict.decision;
                 eval.score = c.verdict.score;
@@ -421,16 +476,24 @@ impl Alerts {
     /// Judges every rollout each `interval` until `stop`, and delivers
     /// actions meanwhile.
     pub async fn run(self, stop: CancellationToken) {
-        let deliver = tokio::spawn(crate::deliver::run(self.clone(), stop.clone()));
+        let mut deliver = tokio::spawn(crate::deliver::run(self.clone(), stop.clone()));
         let mut tick = tokio::time::interval(self.inner.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.evaluate_all().await,
                 _ = stop.cancelled() => break,
+                // The delivery loop only ends at stop: anything else is a
+                // panic, raised here so the supervisor restarts both.
+                r = &mut deliver => match r {
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    _ => break,
+                },
             }
         }
-        let _ = deliver.await;
+        if !deliver.is_finished() {
+            let _ = deliver.await;
+        }
         for r in self.lock().values() {
             self.save(r);
         }

@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use graylens_analyzer::{version_series, SeriesFilter, Store};
 use graylens_collector::stats::RefusalKind;
-use graylens_collector::{IngestStats, QueueGauge, Signal, Transport};
+use graylens_collector::{IngestStats, MemoryLimiter, QueueGauge, Signal, Transport};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ pub struct SelfTelemetry {
     pub ingest: Arc<IngestStats>,
     pub queue: QueueGauge,
     pub store: Arc<Store>,
+    pub memory: Arc<MemoryLimiter>,
 }
 
 /// Window of the per-version gauges.
@@ -166,8 +167,63 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             "Parquet segments removed by retention.",
             st.segments_deleted.load(Relaxed),
         ),
+        (
+            "graylens_wal_records_total",
+            "Requests written to the write-ahead log.",
+            st.wal_records.load(Relaxed),
+        ),
+        (
+            "graylens_wal_syncs_total",
+            "Group commits (one fsync each in wal.sync = always).",
+            st.wal_syncs.load(Relaxed),
+        ),
+        (
+            "graylens_wal_errors_total",
+            "Failed writes or fsyncs of the write-ahead log (the requests were refused, retryable).",
+            st.wal_errors.load(Relaxed),
+        ),
+        (
+            "graylens_wal_replayed_records_total",
+            "Requests replayed from the write-ahead log at the last start.",
+            st.wal_replayed.load(Relaxed),
+        ),
+        (
+            "graylens_wal_torn_records_total",
+            "Torn records cut from the log's tail at the last start.",
+            st.wal_torn.load(Relaxed),
+        ),
+        (
+            "graylens_memory_refusals_total",
+            "Reservations refused by the memory limiter (each a 503 / UNAVAILABLE).",
+            t.memory.refusals(),
+        ),
+        (
+            "graylens_values_truncated_total",
+            "Attribute values cut to limits.max_attribute_value_bytes.",
+            t.ingest.values_truncated.load(Relaxed),
+        ),
     ] {
         out.family(name, "counter", help);
+        out.sample(name, &[], v as f64);
+    }
+    for (name, help, v) in [
+        (
+            "graylens_memory_used_bytes",
+            "Bytes held for ingestion: requests in flight and data not yet in Parquet.",
+            t.memory.used(),
+        ),
+        (
+            "graylens_memory_limit_bytes",
+            "The memory limiter's budget (limits.memory_bytes less the query pool).",
+            t.memory.limit(),
+        ),
+        (
+            "graylens_store_memory_bytes",
+            "Bytes of batches in memory (open and sealed generations).",
+            st.hot_bytes.load(Relaxed),
+        ),
+    ] {
+        out.family(name, "gauge", help);
         out.sample(name, &[], v as f64);
     }
     out.family(
@@ -194,6 +250,16 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
 
 fn engine(out: &mut Exposition, st: &ApiState) {
     let a = st.alerts.stats();
+    out.family(
+        "graylens_task_restarts_total",
+        "counter",
+        "Long-running tasks restarted after a panic.",
+    );
+    out.sample(
+        "graylens_task_restarts_total",
+        &[("task", "alerts")],
+        a.restarts.load(Relaxed) as f64,
+    );
     let evals = a.evaluations.load(Relaxed);
     out.family(
         "graylens_rollout_evaluation_seconds",

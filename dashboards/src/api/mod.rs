@@ -76,7 +76,14 @@ pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        r
     }
 }
 
@@ -85,6 +92,8 @@ impl From<Error> for ApiError {
         match e {
             Error::Query(m) => ApiError(StatusCode::BAD_REQUEST, m),
             Error::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            Error::Limit(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
+            Error::Busy(m) => ApiError(StatusCode::TOO_MANY_REQUESTS, m),
             other => {
                 tracing::error!(error = %other, "query failed");
                 ApiError(
@@ -106,12 +115,20 @@ async fn sql(
     Ok(Json(out).into_response())
 }
 
-/// Runs analysis work on the query runtime, away from ingestion.
+/// Runs analysis work on the query runtime, away from ingestion. If the
+/// caller goes away (the client disconnected), the work is aborted.
 pub(crate) async fn on_query_runtime<T: Send + 'static>(
     st: &ApiState,
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    st.query_runtime.spawn(work).await.map_err(|e| {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(st.query_runtime.spawn(work));
+    (&mut task.0).await.map_err(|e| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("query task: {e}"),
