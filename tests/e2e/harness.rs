@@ -24,7 +24,11 @@ impl Server {
         let cfg = data_dir.with_extension("toml");
         std::fs::write(
             &cfg,
-            format!("[store]\nretention_hours = 0\nflush_interval_secs = 1\n{toml}"),
+            if toml.contains("[store]\n") {
+                toml.replacen("[store]\n", "[store]\nretention_hours = 0\n", 1)
+            } else {
+                format!("[store]\nretention_hours = 0\nflush_interval_secs = 1\n{toml}")
+            },
         )
         .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_graylens"))
@@ -95,6 +99,29 @@ impl Server {
             assert!(Instant::now() < deadline, "{sql}: got {got}, want {want}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL: no chance to flush or to answer anything in flight.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's own `/metrics` value of `series` (first sample).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.api))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(series) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
     }
 
     pub fn healthy(&self) -> bool {

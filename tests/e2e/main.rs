@@ -5,6 +5,7 @@ mod alerts;
 mod compare;
 mod dashboard;
 mod demo;
+mod durability;
 mod harness;
 mod http_inputs;
 mod node_sdk;
