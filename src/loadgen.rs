@@ -166,7 +166,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         };
         let cpu0 = cpu_seconds(args.server_pid)?;
         let wall = Instant::now();
-        let (sent, mut latencies) = rt.block_on(drive(
+        let (sent, mut latencies, refused) = rt.block_on(drive(
             transport,
             url,
             req.clone(),
@@ -188,12 +188,27 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             "{transport:<5} end to end:       {:>12.0} spans/CPU-s of the server ({:.0} spans/s wall, server CPU {:.2} s, {:.2}x of decode-only; request latency p50 {:.1} ms, p99 {:.1} ms)",
             rate, spans / wall, cpu, rate / decode_rate, pct(0.5), pct(0.99)
         );
+        if refused > 0 {
+            println!(
+                "{transport:<5} refused and retried:  {refused} (503 + Retry-After / UNAVAILABLE)"
+            );
+        }
         total_sent += sent * spans_per_req;
     }
     if let Some(api) = &args.api {
         rt.block_on(verify_stored(api, total_sent))?;
     }
+    if let Some(mb) = peak_rss_mb(args.server_pid) {
+        println!("server peak RSS:        {mb} MB");
+    }
     Ok(())
+}
+
+/// The server's peak resident set so far (`VmHWM`), in MB.
+fn peak_rss_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
 }
 
 /// Waits until the server's SQL counts every span sent (none lost).
@@ -227,7 +242,7 @@ async fn drive(
     bytes: Arc<Vec<u8>>,
     requests: usize,
     concurrency: usize,
-) -> anyhow::Result<(usize, Vec<Duration>)> {
+) -> anyhow::Result<(usize, Vec<Duration>, usize)> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -243,36 +258,61 @@ async fn drive(
             let http = reqwest::Client::new();
             let mut done = 0;
             let mut lat = Vec::new();
+            let mut refused = 0usize;
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
                 let t0 = Instant::now();
-                match client.as_mut() {
-                    Some(c) => {
-                        c.export(req.clone()).await?;
-                    }
-                    None => {
-                        let r = http
-                            .post(&url)
-                            .header("content-type", "application/x-protobuf")
-                            .body(bytes.as_ref().clone())
-                            .send()
-                            .await?;
-                        if !r.status().is_success() {
-                            bail!("HTTP {}", r.status());
+                // Like an SDK: a refusal that says "retry" (503 with
+                // Retry-After, UNAVAILABLE) is retried after the wait it names.
+                loop {
+                    let wait = match client.as_mut() {
+                        Some(c) => match c.export(req.clone()).await {
+                            Ok(_) => None,
+                            Err(st) if st.code() == tonic::Code::Unavailable => {
+                                Some(Duration::from_secs(1))
+                            }
+                            Err(st) => bail!("gRPC {st}"),
+                        },
+                        None => {
+                            let r = http
+                                .post(&url)
+                                .header("content-type", "application/x-protobuf")
+                                .body(bytes.as_ref().clone())
+                                .send()
+                                .await?;
+                            if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                                let secs = r
+                                    .headers()
+                                    .get("retry-after")
+                                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                                    .context("503 without a Retry-After header")?;
+                                Some(Duration::from_secs(secs))
+                            } else if !r.status().is_success() {
+                                bail!("HTTP {}", r.status());
+                            } else {
+                                None
+                            }
+                        }
+                    };
+                    match wait {
+                        None => break,
+                        Some(w) => {
+                            refused += 1;
+                            tokio::time::sleep(w).await;
                         }
                     }
                 }
                 lat.push(t0.elapsed());
                 done += 1;
             }
-            anyhow::Ok((done, lat))
+            anyhow::Ok((done, lat, refused))
         }));
     }
-    let mut total = 0;
-    let mut all = Vec::new();
+    let (mut total, mut all, mut refused) = (0, Vec::new(), 0);
     for t in tasks {
-        let (n, lat) = t.await??;
+        let (n, lat, r) = t.await??;
         total += n;
         all.extend(lat);
+        refused += r;
     }
-    Ok((total, all))
+    Ok((total, all, refused))
 }

@@ -123,15 +123,28 @@ async fn read<R: ExportRequest>(
             )))
         }
     };
-    // Admitted before anything is read: the declared size, if any.
-    let mut held = st.ingestor.reserve(declared.unwrap_or(0) as usize)?;
-    let raw = read_limited(body, max, &mut held)
-        .await
-        .map_err(|e| match e {
-            ReadError::TooLarge => too_large("request body"),
-            ReadError::Memory(e) => e,
-            ReadError::Body(m) => IngestError::Malformed(format!("reading request body: {m}")),
-        })?;
+    // Admitted before anything is read: the declared size, if any. A
+    // refusal for memory still reads (and drops) the body, so the client
+    // gets its 503 instead of a connection reset in the middle of sending.
+    let mut body = body;
+    let mut held = match st.ingestor.reserve(declared.unwrap_or(0) as usize) {
+        Ok(held) => held,
+        Err(e) => {
+            discard(&mut body, max).await;
+            return Err(e);
+        }
+    };
+    let raw = match read_limited(&mut body, max, &mut held).await {
+        Ok(raw) => raw,
+        Err(ReadError::TooLarge) => return Err(too_large("request body")),
+        Err(ReadError::Memory(e)) => {
+            discard(&mut body, max).await;
+            return Err(e);
+        }
+        Err(ReadError::Body(m)) => {
+            return Err(IngestError::Malformed(format!("reading request body: {m}")))
+        }
+    };
     let bytes = if gzip {
         let out = inflate(&raw, max, &mut held)?;
         drop(raw);
@@ -153,6 +166,21 @@ async fn read<R: ExportRequest>(
     Ok((payload, held))
 }
 
+/// Reads the rest of a refused body without keeping it, up to `max` bytes
+/// (a larger one is left: the connection closes instead).
+async fn discard(body: &mut Body, max: usize) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > max {
+                return;
+            }
+        }
+    }
+}
+
 enum ReadError {
     TooLarge,
     Memory(IngestError),
@@ -161,9 +189,12 @@ enum ReadError {
 
 /// Collects the body frame by frame, refusing past `max` bytes or when the
 /// memory limiter will not hold the next frame.
-async fn read_limited(body: Body, max: usize, held: &mut Reservation) -> Result<Bytes, ReadError> {
+async fn read_limited(
+    body: &mut Body,
+    max: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, ReadError> {
     use http_body_util::BodyExt;
-    let mut body = body;
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
