@@ -86,8 +86,8 @@ fn request(rng: &mut Rng, side: &mut Side, change: Change, canary: bool, t_secs:
     }
 }
 
-/// Seconds until the first `fail` (None within the horizon), and whether
-/// the naive rule — single-look Mann–Whitney or Fisher p < 0.05 at any
+/// Seconds until the first `fail` (None within the horizon), seconds until
+/// the first `pass` before any fail, and whether the naive rule — single-look Mann–Whitney or Fisher p < 0.05 at any
 /// look — fired (checked only when `naive`).
 fn run(
     seed: u64,
@@ -97,8 +97,9 @@ fn run(
     horizon_s: u64,
     policy: &Policy,
     naive: bool,
-) -> (Option<u64>, bool) {
+) -> (Option<u64>, Option<u64>, bool) {
     let mut rng = Rng(seed);
+    let mut passed = None;
     let mut obs = Observations::default();
     let mut naive_fired = false;
     const TICK: u64 = 10;
@@ -128,11 +129,13 @@ fn run(
             .p_value;
             naive_fired = mwu < 0.05 || fisher < 0.05;
         }
-        if judge(policy, &obs, ("baseline", "canary")).verdict.decision == Decision::Fail {
-            return (Some(tick * TICK), naive_fired);
+        match judge(policy, &obs, ("baseline", "canary")).verdict.decision {
+            Decision::Fail => return (Some(tick * TICK), passed, naive_fired),
+            Decision::Pass if passed.is_none() => passed = Some(tick * TICK),
+            _ => {}
         }
     }
-    (None, naive_fired)
+    (None, passed, naive_fired)
 }
 
 /// Clopper–Pearson 95% interval for `x` successes in `n`.
@@ -175,8 +178,28 @@ fn main() {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    // `--k 2:0.25,100:0.75` sets the count tests' prior mixture (k:weight).
     if let Some(k) = text("--k") {
-        policy.prior_concentration = k.parse().expect("--k takes a number");
+        policy.count_prior_mixture = k
+            .split(',')
+            .map(|c| {
+                let (k, w) = c.split_once(':').unwrap_or((c, "1"));
+                graylens_analyzer::judge::policy::PriorComponent {
+                    k: k.parse().expect("--k takes k:weight,…"),
+                    weight: w.parse().expect("--k takes k:weight,…"),
+                }
+            })
+            .collect();
+    }
+    // `--margin-lat X --margin-err Y` set the pass margins.
+    for (flag, latency) in [("--margin-lat", true), ("--margin-err", false)] {
+        if let Some(v) = text(flag) {
+            for m in policy.metrics.iter_mut() {
+                if (m.kind == graylens_analyzer::judge::MetricKind::Latency) == latency {
+                    m.pass_margin = Some(v.parse().expect("a number"));
+                }
+            }
+        }
     }
     if let Some(t) = text("--err-tol") {
         for m in policy.metrics.iter_mut().filter(|m| m.name == "error_rate") {
@@ -188,8 +211,8 @@ fn main() {
     println!(
         "seed {seed}; a verdict every 10 s for up to {horizon} s; default policy; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
     );
-    println!("| scenario | rps | canary share | runs | runs failed (95% Clopper–Pearson) | median time to fail | p90 time to fail | naive peeking: runs failed |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| scenario | rps | canary share | runs | runs failed (95% Clopper–Pearson) | median time to fail | p90 time to fail | runs reaching pass (before any fail) | median time to pass | naive peeking: runs failed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<(&str, Change, u64, f64, u64)> = Vec::new();
     for (rps, share) in [(100, 0.05), (100, 0.5), (1000, 0.05), (1000, 0.5)] {
         // At 1000 rps an A/A run is 3.6 million requests: `--runs` of them.
@@ -202,6 +225,8 @@ fn main() {
         ));
     }
     rows.push(("A/A with diurnal drift", Change::Drift, 100, 0.5, runs_aa));
+    // A small canary with a large regression: 20 requests/s per version.
+    rows.push(("errors 1% → 8%", Change::Errors(0.08), 40, 0.5, runs));
     for (name, change) in [
         ("errors 1% → 1.5%", Change::Errors(0.015)),
         ("latency +10% everywhere", Change::Latency(1.1)),
@@ -225,7 +250,7 @@ fn main() {
                 .wrapping_add(r)
         };
         let naive = matches!(change, Change::None | Change::Drift);
-        let outcomes: Vec<(Option<u64>, bool)> = std::thread::scope(|scope| {
+        let outcomes: Vec<(Option<u64>, Option<u64>, bool)> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|w| {
                     let policy = &policy;
@@ -243,7 +268,9 @@ fn main() {
                 .collect()
         });
         let mut times: Vec<u64> = outcomes.iter().filter_map(|o| o.0).collect();
-        let naive_failed = outcomes.iter().filter(|o| o.1).count();
+        let naive_failed = outcomes.iter().filter(|o| o.2).count();
+        let mut passes: Vec<u64> = outcomes.iter().filter_map(|o| o.1).collect();
+        passes.sort_unstable();
         let naive_text = if naive {
             format!("{naive_failed}/{n}")
         } else {
@@ -259,14 +286,19 @@ fn main() {
                 .get(k - 1)
                 .map_or(format!("> {horizon} s"), |t| format!("{t} s"))
         };
+        // Median time to the first pass over all runs (never: "> horizon").
+        let pass_median = passes
+            .get(((0.5 * n as f64).ceil() as usize).max(1) - 1)
+            .map_or(format!("> {horizon} s"), |t| format!("{t} s"));
         println!(
-            "| {name} | {rps} | {:.0}% | {n} | {failed} ({:.2}%, [{:.2}%, {:.2}%]) | {} | {} | {naive_text} |",
+            "| {name} | {rps} | {:.0}% | {n} | {failed} ({:.2}%, [{:.2}%, {:.2}%]) | {} | {} | {} | {pass_median} | {naive_text} |",
             share * 100.0,
             100.0 * failed as f64 / n as f64,
             100.0 * lo,
             100.0 * hi,
             q(0.5),
-            q(0.9)
+            q(0.9),
+            passes.len(),
         );
     }
 }

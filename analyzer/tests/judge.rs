@@ -103,16 +103,114 @@ fn latency_and_error_regression_fails_with_reasons() {
 }
 
 #[test]
-fn identical_versions_pass() {
+fn identical_versions_pass_once_the_intervals_exclude_the_margins() {
     let mut g = Gen(2);
+    let obs = Observations {
+        baseline: g.side(60_000, 20.0, 0.01),
+        canary: g.side(60_000, 20.0, 0.01),
+    };
+    let c = assemble(&selector(), &Policy::default(), &obs);
+    assert_eq!(c.verdict.decision, Decision::Pass, "{:#?}", c.verdict);
+    assert_eq!(c.verdict.score, 100.0);
+    for m in &c.metrics {
+        assert!(m.p_value.unwrap() > 0.05, "{m:?}");
+        let d = m.detectable_change.expect("bounded");
+        assert!(d <= m.pass_margin, "{m:?}");
+        assert!(
+            m.reason.contains("the interval excludes a regression of"),
+            "{}",
+            m.reason
+        );
+    }
+    // The same versions with a twelfth of the data: no regression seen, but
+    // the error rate's interval still allows one beyond its margin.
     let obs = Observations {
         baseline: g.side(5000, 20.0, 0.01),
         canary: g.side(5000, 20.0, 0.01),
     };
     let c = assemble(&selector(), &Policy::default(), &obs);
-    assert_eq!(c.verdict.decision, Decision::Pass, "{:#?}", c.verdict);
-    assert_eq!(c.verdict.score, 100.0);
-    assert!(c.metrics.iter().all(|m| m.p_value.unwrap() > 0.05));
+    let err = metric(&c, "error_rate");
+    assert_eq!(err.classification, Classification::Inconclusive, "{err:?}");
+    assert!(err.detectable_change.unwrap() > err.pass_margin);
+    assert!(
+        err.reason.contains("more requests per side"),
+        "{}",
+        err.reason
+    );
+    println!("{}", err.reason);
+    assert_eq!(c.verdict.decision, Decision::Inconclusive);
+}
+
+/// The counts of issue #13: 4 of 400 baseline requests failed, 32 of 400
+/// canary ones, latency equal. The count test alone must fail it.
+#[test]
+fn eight_times_the_errors_fails_at_400_requests_per_side() {
+    let mut g = Gen(21);
+    let mut obs = Observations {
+        baseline: g.side(400, 20.0, 0.0),
+        canary: g.side(400, 20.0, 0.0),
+    };
+    obs.baseline.total.errors = 4;
+    obs.canary.total.errors = 32;
+    let c = assemble(&selector(), &Policy::default(), &obs);
+    let err = metric(&c, "error_rate");
+    assert_eq!(err.classification, Classification::Fail, "{err:?}");
+    assert!(err.adjusted_p_value.unwrap() < 0.01, "{err:?}");
+    println!("{}", err.reason);
+    assert_eq!(c.verdict.decision, Decision::Fail, "{:#?}", c.verdict);
+    // With k = 100 alone (the earlier test) the same counts did not fail.
+    let single = Policy {
+        count_prior_mixture: vec![graylens_analyzer::judge::policy::PriorComponent {
+            k: 100.0,
+            weight: 1.0,
+        }],
+        ..Policy::default()
+    };
+    let c = assemble(&selector(), &single, &obs);
+    assert_ne!(
+        metric(&c, "error_rate").classification,
+        Classification::Fail
+    );
+}
+
+/// 400 requests per side cannot bound p99 from above: inconclusive, with
+/// how many more requests it needs — never a pass on an unbounded interval.
+#[test]
+fn an_unbounded_p99_is_inconclusive_with_what_is_missing() {
+    let mut g = Gen(22);
+    let obs = Observations {
+        baseline: g.side(400, 20.0, 0.0),
+        canary: g.side(400, 20.0, 0.0),
+    };
+    let c = assemble(&selector(), &Policy::default(), &obs);
+    let p99 = metric(&c, "latency_p99");
+    assert_eq!(p99.classification, Classification::Inconclusive, "{p99:?}");
+    assert_eq!(p99.detectable_change, None);
+    println!("{}", p99.reason);
+    assert!(
+        p99.reason.contains("cannot be bounded yet: about ")
+            && p99.reason.contains("more requests per side"),
+        "{}",
+        p99.reason
+    );
+    assert_ne!(c.verdict.decision, Decision::Pass);
+    // The estimate is about right: that many more requests bound it.
+    let more: u64 = p99
+        .reason
+        .split("about ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let obs = Observations {
+        baseline: g.side(400 + more, 20.0, 0.0),
+        canary: g.side(400 + more, 20.0, 0.0),
+    };
+    let c = assemble(&selector(), &Policy::default(), &obs);
+    assert!(metric(&c, "latency_p99").detectable_change.is_some());
 }
 
 #[test]
@@ -184,12 +282,12 @@ fn sample_ratio_mismatch_makes_the_verdict_inconclusive() {
     assert!(c.verdict.reasons[0].starts_with("sample ratio mismatch"));
     // The expected split passes the guard.
     let obs = Observations {
-        baseline: g.side(9000, 20.0, 0.01),
-        canary: g.side(1000, 20.0, 0.01),
+        baseline: g.side(90_000, 20.0, 0.0),
+        canary: g.side(10_000, 20.0, 0.0),
     };
     let c = assemble(&selector(), &policy, &obs);
     assert!(!c.sample_ratio.as_ref().unwrap().mismatch);
-    assert_eq!(c.verdict.decision, Decision::Pass);
+    assert_eq!(c.verdict.decision, Decision::Pass, "{:#?}", c.verdict);
 }
 
 #[test]

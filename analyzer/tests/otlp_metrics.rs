@@ -264,11 +264,19 @@ async fn policy_named_otlp_metrics_are_compared() {
         retries.reason
     );
 
+    // 20 gauge points per side, equal: no regression, but too few points to
+    // bound the median, so not a pass yet.
     let queue = m("queue");
     assert_eq!(queue.samples.baseline, 20);
     assert_eq!(
         queue.classification,
-        Classification::Pass,
+        Classification::Inconclusive,
+        "{}",
+        queue.reason
+    );
+    assert!(
+        queue.reason.contains("cannot be bounded yet: about ")
+            && queue.reason.contains("more points per side"),
         "{}",
         queue.reason
     );

@@ -20,12 +20,14 @@ fn regressed_canary_fails_and_identical_versions_pass() {
     for _ in 0..4 {
         send(&s, requests(&mut g, "checkout", "v1", 1000, 20.0, 0.005));
         send(&s, requests(&mut g, "checkout", "v2", 1000, 32.0, 0.06));
-        send(&s, requests(&mut g, "cart", "a", 1000, 15.0, 0.01));
-        send(&s, requests(&mut g, "cart", "b", 1000, 15.0, 0.01));
+        // Identical versions, enough requests for every interval to
+        // exclude its pass margin.
+        send(&s, requests(&mut g, "cart", "a", 2500, 15.0, 0.0));
+        send(&s, requests(&mut g, "cart", "b", 2500, 15.0, 0.0));
     }
     send(&s, requests(&mut g, "search", "v1", 1000, 10.0, 0.0));
     send(&s, requests(&mut g, "search", "v2", 40, 10.0, 0.0));
-    s.wait_count("SELECT count(*) FROM spans", 17_040);
+    s.wait_count("SELECT count(*) FROM spans", 29_040);
 
     let (status, c) = get(&s, "/api/v1/compare?service=checkout&baseline=v1&canary=v2");
     assert_eq!(status, 200, "{c}");

@@ -84,6 +84,8 @@ fn quantile(
         p_value: None,
         adjusted_p_value: None,
         classification: Classification::Inconclusive,
+        detectable_change: None,
+        pass_margin: rule.pass_margin(),
         samples: Samples { baseline: b.count(), canary: c.count() },
         tolerance: Tolerance { relative: rel, absolute: rule.tolerance_absolute },
         critical: rule.critical,
@@ -102,6 +104,7 @@ fn quantile(
             result,
             practically_worse: false,
             bounded: false,
+            more_needed: None,
         };
     }
     let tol = |base: f64| (rel * base).max(abs_ns);
@@ -133,17 +136,39 @@ fn quantile(
             result,
             practically_worse: false,
             bounded: false,
+            more_needed: None,
         };
     };
     let (d_lo, d_hi) = (lo_c - hi_b, hi_c - lo_b);
     let finite = |v: f64| v.is_finite().then_some(v / scale);
     result.ci = Some([finite(d_lo), finite(d_hi)]);
     let base = qb.unwrap_or(0.0);
-    let (up_ok, down_ok) = (d_hi <= tol(base), d_lo >= -tol(base));
+    let margin = (result.pass_margin * base).max(abs_ns);
+    let (up_ok, down_ok) = (d_hi <= margin, d_lo >= -margin);
     let bounded = match rule.direction {
         Direction::Increase => up_ok,
         Direction::Decrease => down_ok,
         Direction::Either => up_ok && down_ok,
+    };
+    let excess = match rule.direction {
+        Direction::Increase => d_hi,
+        Direction::Decrease => -d_lo,
+        Direction::Either => d_hi.max(-d_lo),
+    };
+    result.detectable_change = (base > 0.0 && excess.is_finite()).then(|| excess / base);
+    let n = b.count().min(c.count());
+    let more_needed = if bounded {
+        None
+    } else if !excess.is_finite() {
+        Some(until_bounded(q, n, k, policy.alpha / 2.0))
+    } else {
+        let d = delta.unwrap_or(0.0);
+        let point = match rule.direction {
+            Direction::Decrease => -d,
+            Direction::Either => d.abs(),
+            Direction::Increase => d,
+        };
+        more_for_width(n, excess - point, margin - point)
     };
     let d = delta.unwrap_or(0.0);
     let practically_worse = match rule.direction {
@@ -163,7 +188,42 @@ fn quantile(
         result,
         practically_worse,
         bounded,
+        more_needed,
     }
+}
+
+/// More observations per side (beyond `n`) before the `q`-quantile has an
+/// upper bound at level `1 − a`.
+fn until_bounded(q: f64, n: u64, k: f64, a: f64) -> u64 {
+    let has_upper = |t: u64| rank_bounds(q, t, a, k).is_some_and(|(_, hi)| hi <= t);
+    let (mut no, mut yes) = (n.max(1), n.max(1) * 2);
+    while !has_upper(yes) {
+        no = yes;
+        yes = yes.saturating_mul(2);
+        if yes > 1 << 40 {
+            return yes - n;
+        }
+    }
+    while yes - no > 1 {
+        let mid = no + (yes - no) / 2;
+        if has_upper(mid) {
+            yes = mid
+        } else {
+            no = mid
+        }
+    }
+    yes.saturating_sub(n)
+}
+
+/// More observations per side (beyond `n`) for an interval whose half-width
+/// beyond the estimate is `width` to shrink to `room`, with the width
+/// falling like 1/√n; `None` when the estimate itself is beyond the margin.
+pub(super) fn more_for_width(n: u64, width: f64, room: f64) -> Option<u64> {
+    if !(room > 0.0 && width > 0.0 && width.is_finite()) {
+        return None;
+    }
+    let total = n as f64 * (width / room).powi(2);
+    (total.is_finite() && total < 1e15).then(|| (total - n as f64).max(1.0).ceil() as u64)
 }
 
 /// The smallest α in [1e-15, 1) at which `reject(α)` holds, given that

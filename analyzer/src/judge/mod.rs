@@ -67,6 +67,12 @@ pub struct MetricResult {
     pub ci_method: &'static str,
     /// The decision test.
     pub test: &'static str,
+    /// The smallest relative regression the data would reject now: the
+    /// upper end of the delta's interval over the baseline (for direction
+    /// `decrease`, the lower end; `either`, the larger); `None` while unbounded.
+    pub detectable_change: Option<f64>,
+    /// The relative regression the interval must exclude to pass.
+    pub pass_margin: f64,
     /// Anytime-valid p-value of "worse beyond tolerance" (None before min_samples).
     pub p_value: Option<f64>,
     /// Holm-adjusted over the policy's metrics.
@@ -99,8 +105,11 @@ pub(crate) struct Evaluated {
     /// Decides `fail` once the adjusted p-value is at most alpha and the
     /// effect is beyond tolerance (`practically_worse`).
     pub practically_worse: bool,
-    /// Whether the interval rules out a regression beyond tolerance.
+    /// Whether the interval rules out a regression beyond the pass margin.
     pub bounded: bool,
+    /// When not bounded: about how many more requests per side would bound
+    /// it, if that can be estimated.
+    pub more_needed: Option<u64>,
 }
 
 /// Judges the observations under the policy.
@@ -189,21 +198,43 @@ fn classify(policy: &Policy, e: &mut Evaluated, (baseline, canary): (&str, &str)
             r.name,
             tolerance(r)
         );
-    } else if !policy.strict_pass || e.bounded {
+    } else if e.bounded {
         r.classification = Classification::Pass;
         let why = if adjusted <= policy.alpha {
             "changed, but within tolerance"
         } else {
-            "no significant regression"
+            "no regression beyond the pass margin"
         };
-        r.reason = format!("{}: {why} ({evidence})", r.name);
+        r.reason = format!(
+            "{}: {why}: the interval excludes a regression of {}% ({evidence})",
+            r.name,
+            sig(100.0 * r.pass_margin)
+        );
     } else {
         r.classification = Classification::Inconclusive;
-        r.reason = format!(
-            "{}: the interval still allows a regression beyond tolerance {}; more data needed ({evidence})",
-            r.name,
-            tolerance(r)
-        );
+        let more = e
+            .more_needed
+            .map(|n| {
+                let noun = match r.kind {
+                    MetricKind::MetricGauge => "points",
+                    MetricKind::MetricHistogram => "values",
+                    _ => "requests",
+                };
+                format!(": about {n} more {noun} per side")
+            })
+            .unwrap_or_default();
+        r.reason = match r.detectable_change {
+            None => format!(
+                "{}: cannot be bounded yet{more} ({evidence})",
+                r.name
+            ),
+            Some(d) => format!(
+                "{}: a regression of {}% cannot be excluded yet (pass margin {}%){more} ({evidence})",
+                r.name,
+                sig(100.0 * d),
+                sig(100.0 * r.pass_margin)
+            ),
+        };
     }
 }
 

@@ -87,6 +87,38 @@ pub struct MetricRule {
     /// Requests needed on each side before the metric can pass or fail.
     #[serde(default = "min_samples")]
     pub min_samples: u64,
+    /// Relative regression the interval must exclude for the metric to
+    /// pass (0.2: the upper end of the delta's interval is within 20% of the
+    /// baseline, or within `tolerance_absolute`). Default by kind: see
+    /// [`MetricRule::pass_margin`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_margin: Option<f64>,
+}
+
+impl MetricRule {
+    /// The pass margin, explicit or the kind's default: 0.15 for latency and
+    /// OTLP distributions, 0.5 for rates (errors are rare events: excluding a
+    /// 50% rise of a 1% error rate takes about 30,000 requests per side),
+    /// never below the tolerance.
+    pub fn pass_margin(&self) -> f64 {
+        let default = match self.kind {
+            MetricKind::Latency | MetricKind::MetricHistogram | MetricKind::MetricGauge => 0.15,
+            MetricKind::ErrorRate | MetricKind::LogErrorRate | MetricKind::MetricCounter => 0.5,
+        };
+        self.pass_margin
+            .unwrap_or(default)
+            .max(self.tolerance_relative)
+    }
+}
+
+/// One component of the count tests' prior mixture.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorComponent {
+    /// Concentration of the Beta prior around the null share.
+    pub k: f64,
+    /// Relative weight (normalized over the mixture).
+    pub weight: f64,
 }
 
 /// A judging policy.
@@ -99,9 +131,15 @@ pub struct Policy {
     /// 1 − level of the reported intervals.
     #[serde(default = "alpha")]
     pub alpha: f64,
-    /// Concentration `k` of the Beta prior of the count tests.
+    /// Concentration `k` of the Beta prior of the quantile confidence
+    /// sequences and the sample-ratio guard.
     #[serde(default = "concentration")]
     pub prior_concentration: f64,
+    /// The count tests (error rates, log errors, counters) average the Bayes
+    /// factors of these priors: small `k` for power after a few events when
+    /// the change is large, large `k` for small changes over many events.
+    #[serde(default = "count_prior_mixture")]
+    pub count_prior_mixture: Vec<PriorComponent>,
     /// Expected canary share of requests (traffic weight); enables the
     /// sample-ratio-mismatch guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,11 +147,11 @@ pub struct Policy {
     /// Significance of the sample-ratio-mismatch guard.
     #[serde(default = "srm_alpha")]
     pub srm_alpha: f64,
-    /// When true a metric passes only once its interval rules out a
-    /// regression beyond tolerance; when false (default) it passes once it
-    /// has enough samples and no significant regression.
-    #[serde(default)]
-    pub strict_pass: bool,
+    /// Attributes of entry spans (then of their resource) whose values are
+    /// ranked by the share of the canary's excess they hold
+    /// (`explanations`); `exception.type` reads the span's exception events.
+    #[serde(default = "crate::compare::explain::default_attributes")]
+    pub explain_attributes: Vec<String>,
     /// Score (0–100, weighted share of passing metrics) below which
     /// failing non-critical metrics fail the canary.
     #[serde(default = "fail_below")]
@@ -142,6 +180,12 @@ fn alpha() -> f64 {
 fn concentration() -> f64 {
     100.0
 }
+fn count_prior_mixture() -> Vec<PriorComponent> {
+    [(2.0, 0.25), (100.0, 0.75)]
+        .into_iter()
+        .map(|(k, weight)| PriorComponent { k, weight })
+        .collect()
+}
 fn srm_alpha() -> f64 {
     0.001
 }
@@ -163,14 +207,16 @@ impl Default for Policy {
             critical: true,
             weight: 1.0,
             min_samples: min_samples(),
+            pass_margin: None,
         };
         Policy {
             name: default_name(),
             alpha: alpha(),
             prior_concentration: concentration(),
+            count_prior_mixture: count_prior_mixture(),
             canary_weight: None,
             srm_alpha: srm_alpha(),
-            strict_pass: false,
+            explain_attributes: crate::compare::explain::default_attributes(),
             fail_below: fail_below(),
             metrics: vec![
                 latency("latency_p50", 0.5, 0.05, 1.0),
@@ -186,6 +232,7 @@ impl Default for Policy {
                     critical: true,
                     weight: 1.0,
                     min_samples: min_samples(),
+                    pass_margin: None,
                 },
             ],
         }
@@ -223,6 +270,17 @@ impl Policy {
                 self.prior_concentration
             ));
         }
+        if self.count_prior_mixture.is_empty()
+            || self
+                .count_prior_mixture
+                .iter()
+                .any(|c| !(c.k > 0.0 && c.k.is_finite() && c.weight > 0.0 && c.weight.is_finite()))
+        {
+            p.push(
+                "count_prior_mixture needs at least one component, each with k > 0 and weight > 0"
+                    .into(),
+            );
+        }
         if let Some(w) = self.canary_weight {
             if !unit(w) {
                 p.push(format!("canary_weight must be in (0, 1), got {w}"));
@@ -232,6 +290,12 @@ impl Policy {
             p.push(format!(
                 "fail_below must be in [0, 100], got {}",
                 self.fail_below
+            ));
+        }
+        if self.explain_attributes.len() > 64 {
+            p.push(format!(
+                "explain_attributes lists {} attributes; at most 64",
+                self.explain_attributes.len()
             ));
         }
         if self.metrics.is_empty() {
@@ -275,6 +339,14 @@ impl Policy {
             }
             if !(m.weight >= 0.0 && m.weight.is_finite()) {
                 p.push(format!("metric {:?}: weight must be ≥ 0", m.name));
+            }
+            if let Some(margin) = m.pass_margin {
+                if !(margin > 0.0 && margin.is_finite()) {
+                    p.push(format!(
+                        "metric {:?}: pass_margin must be positive, got {margin}",
+                        m.name
+                    ));
+                }
             }
             if m.min_samples == 0 {
                 p.push(format!(

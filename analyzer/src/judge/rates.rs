@@ -15,7 +15,7 @@ use super::{Classification, Evaluated, MetricResult, Policy, Samples, Tolerance}
 use crate::compare::Observations;
 use crate::judge::policy::{Direction, MetricKind, MetricRule};
 use crate::stats::sequential::{
-    dirichlet_multinomial, rate_ratio_confidence_sequence, share_for_ratio,
+    dirichlet_multinomial_mixture, rate_ratio_confidence_sequence_mixture, share_for_ratio,
 };
 use crate::stats::Alternative;
 
@@ -52,10 +52,12 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         relative_delta: rb.zip(delta).and_then(|(b, d)| (b > 0.0).then(|| d / b)),
         ci: None,
         ci_method: "anytime-valid rate-ratio confidence sequence times the baseline rate",
-        test: "anytime-valid Dirichlet-multinomial count test (Lindon & Malek 2022)",
+        test: "anytime-valid Dirichlet-multinomial count test (Lindon & Malek 2022), mixture over prior concentrations",
         p_value: None,
         adjusted_p_value: None,
         classification: Classification::Inconclusive,
+        detectable_change: None,
+        pass_margin: rule.pass_margin(),
         samples: Samples {
             baseline: nb,
             canary: nc,
@@ -79,13 +81,18 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
             result,
             practically_worse: false,
             bounded: false,
+            more_needed: None,
         };
     }
-    let k = policy.prior_concentration;
+    let mix: Vec<(f64, f64)> = policy
+        .count_prior_mixture
+        .iter()
+        .map(|c| (c.k, c.weight))
+        .collect();
     let rho = nc as f64 / (nb + nc) as f64;
     let test = |ratio: f64, alt: Alternative| {
         let share = share_for_ratio(ratio.max(1e-9), rho).clamp(1e-12, 1.0 - 1e-12);
-        dirichlet_multinomial(ec, eb, share, k, alt).map_or(1.0, |t| t.p_value)
+        dirichlet_multinomial_mixture(ec, eb, share, &mix, alt).map_or(1.0, |t| t.p_value)
     };
     let p_up = || test(1.0 + rel, Alternative::Greater);
     let p_down = || test(1.0 - rel, Alternative::Less);
@@ -94,7 +101,7 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         Direction::Decrease => p_down(),
         Direction::Either => (2.0 * p_up().min(p_down())).min(1.0),
     });
-    let (lo, hi) = rate_ratio_confidence_sequence(ec, eb, rho, k, policy.alpha)
+    let (lo, hi) = rate_ratio_confidence_sequence_mixture(ec, eb, rho, &mix, policy.alpha)
         .unwrap_or((0.0, f64::INFINITY));
     let finite = |v: f64| v.is_finite().then_some(v);
     let base = rb.unwrap_or(0.0);
@@ -114,16 +121,63 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
         serde_json::json!({"baseline": eb, "canary": ec}),
     );
     let d = delta.unwrap_or(0.0);
-    let up_ok = hi <= 1.0 + rel || base * (hi - 1.0) <= abs;
-    let down_ok = lo >= 1.0 - rel || base * (1.0 - lo) <= abs;
-    let (practically_worse, bounded) = match rule.direction {
-        Direction::Increase => (d > abs, up_ok),
-        Direction::Decrease => (-d > abs, down_ok),
-        Direction::Either => (d.abs() > abs, up_ok && down_ok),
+    let practically_worse = match rule.direction {
+        Direction::Increase => d > abs,
+        Direction::Decrease => -d > abs,
+        Direction::Either => d.abs() > abs,
+    };
+    // Bounds for the pass decision, each at alpha/2 (together at level
+    // 1 − alpha): the rate ratio's confidence sequence times the baseline
+    // rate, and — useful when the baseline has no errors — the canary's own
+    // rate (the delta cannot exceed it), by the same mixture on errors
+    // against the canary's other requests.
+    let half = policy.alpha / 2.0;
+    let (rlo, rhi) = rate_ratio_confidence_sequence_mixture(ec, eb, rho, &mix, half)
+        .unwrap_or((0.0, f64::INFINITY));
+    let (_, odds_hi) = rate_ratio_confidence_sequence_mixture(ec, nc - ec, 0.5, &mix, half)
+        .unwrap_or((0.0, f64::INFINITY));
+    let canary_hi = if odds_hi.is_finite() {
+        odds_hi / (1.0 + odds_hi)
+    } else {
+        1.0
+    };
+    let times_base = |r: f64| {
+        if base > 0.0 {
+            base * (r - 1.0)
+        } else {
+            f64::INFINITY
+        }
+    };
+    let up = times_base(rhi).min(canary_hi);
+    let down = if base > 0.0 { base * (1.0 - rlo) } else { 0.0 };
+    let excess = match rule.direction {
+        Direction::Increase => up,
+        Direction::Decrease => down,
+        Direction::Either => up.max(down),
+    };
+    let margin = (result.pass_margin * base).max(abs);
+    let bounded = excess <= margin;
+    result.detectable_change = (base > 0.0 && excess.is_finite()).then(|| excess / base);
+    if base == 0.0 && excess.is_finite() {
+        result.details.insert(
+            "detectable_change_absolute".into(),
+            serde_json::json!(excess),
+        );
+    }
+    let point = match rule.direction {
+        Direction::Increase => d,
+        Direction::Decrease => -d,
+        Direction::Either => d.abs(),
+    };
+    let more_needed = if bounded {
+        None
+    } else {
+        super::latency::more_for_width(nb.min(nc), excess - point, margin - point)
     };
     Evaluated {
         result,
         practically_worse,
         bounded,
+        more_needed,
     }
 }

@@ -110,18 +110,33 @@ pub(super) fn decide(
             super::sig(s.p_value)
         ));
         Decision::Inconclusive
-    } else if of(Classification::Nodata).next().is_some()
-        || of(Classification::Inconclusive).next().is_some()
-    {
+    } else if metrics.iter().any(|m| {
+        m.critical
+            && matches!(
+                m.classification,
+                Classification::Nodata | Classification::Inconclusive
+            )
+    }) {
+        // A pass is earned by every critical metric; non-critical ones
+        // still unsettled are listed after them.
+        let unsettled = |m: &&MetricResult| {
+            matches!(
+                m.classification,
+                Classification::Nodata | Classification::Inconclusive
+            )
+        };
         reasons.extend(
             metrics
                 .iter()
-                .filter(|m| {
-                    matches!(
-                        m.classification,
-                        Classification::Nodata | Classification::Inconclusive
-                    )
-                })
+                .filter(|m| m.critical)
+                .filter(unsettled)
+                .map(|m| m.reason.clone()),
+        );
+        reasons.extend(
+            metrics
+                .iter()
+                .filter(|m| !m.critical)
+                .filter(unsettled)
                 .map(|m| m.reason.clone()),
         );
         Decision::Inconclusive

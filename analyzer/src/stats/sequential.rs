@@ -37,6 +37,8 @@ pub enum CountTestError {
     Share(f64),
     #[error("prior concentration must be positive and finite, got {0}")]
     Concentration(f64),
+    #[error("a prior mixture needs at least one component, each with a positive finite weight")]
+    Weights,
 }
 
 /// Tests whether the canary's share of `n_canary + n_baseline` events is
@@ -76,6 +78,45 @@ pub fn dirichlet_multinomial(
     Ok(CountTest { log_bf, p_value })
 }
 
+/// The count test under a mixture of priors: the weighted average of the
+/// Bayes factors of [`dirichlet_multinomial`] over `mixture`, pairs of
+/// (concentration `k`, weight); weights are normalized to sum to 1. Each is a nonnegative martingale with mean 1 under
+/// the null, so their average is too (an average of e-values is an
+/// e-value), and `min(1, 1/BF)` stays anytime-valid. A small `k` spreads the
+/// prior wide (power against large changes after a few events), a large `k`
+/// keeps it near the null (power against small changes after many); the
+/// mixture costs at most `-ln(weight)` of evidence against any one component.
+pub fn dirichlet_multinomial_mixture(
+    n_canary: u64,
+    n_baseline: u64,
+    rho_canary: f64,
+    mixture: &[(f64, f64)],
+    alternative: Alternative,
+) -> Result<CountTest, CountTestError> {
+    let total: f64 = mixture.iter().map(|c| c.1).sum();
+    if mixture.is_empty() || mixture.iter().any(|c| !(c.1 > 0.0 && c.1.is_finite())) {
+        return Err(CountTestError::Weights);
+    }
+    let mut logs = Vec::with_capacity(mixture.len());
+    for &(k, w) in mixture {
+        let t = dirichlet_multinomial(n_canary, n_baseline, rho_canary, k, alternative)?;
+        logs.push(t.log_bf + (w / total).ln());
+    }
+    // log of the weighted mean of the factors, without overflow.
+    let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_bf = if top.is_finite() {
+        top + logs.iter().map(|l| (l - top).exp()).sum::<f64>().ln()
+    } else {
+        top
+    };
+    let p_value = if log_bf.is_nan() {
+        1.0
+    } else {
+        (-log_bf).exp().min(1.0)
+    };
+    Ok(CountTest { log_bf, p_value })
+}
+
 /// Canary share of events when the canary's per-exposure rate is `ratio`
 /// times the baseline's and it has `rho_canary` of the exposure.
 pub fn share_for_ratio(ratio: f64, rho_canary: f64) -> f64 {
@@ -93,14 +134,32 @@ pub fn rate_ratio_confidence_sequence(
     k: f64,
     alpha: f64,
 ) -> Result<(f64, f64), CountTestError> {
-    dirichlet_multinomial(n_canary, n_baseline, rho_canary, k, Alternative::TwoSided)?;
+    rate_ratio_confidence_sequence_mixture(n_canary, n_baseline, rho_canary, &[(k, 1.0)], alpha)
+}
+
+/// [`rate_ratio_confidence_sequence`] inverting the mixture test of
+/// [`dirichlet_multinomial_mixture`].
+pub fn rate_ratio_confidence_sequence_mixture(
+    n_canary: u64,
+    n_baseline: u64,
+    rho_canary: f64,
+    mixture: &[(f64, f64)],
+    alpha: f64,
+) -> Result<(f64, f64), CountTestError> {
+    dirichlet_multinomial_mixture(
+        n_canary,
+        n_baseline,
+        rho_canary,
+        mixture,
+        Alternative::TwoSided,
+    )?;
     let threshold = (1.0 / alpha).ln();
     let inside = |ln_r: f64| {
         let share = share_for_ratio(ln_r.exp(), rho_canary);
         if !(share > 0.0 && share < 1.0) {
             return false;
         }
-        dirichlet_multinomial(n_canary, n_baseline, share, k, Alternative::TwoSided)
+        dirichlet_multinomial_mixture(n_canary, n_baseline, share, mixture, Alternative::TwoSided)
             .map(|t| t.log_bf < threshold)
             .unwrap_or(false)
     };
@@ -156,6 +215,38 @@ mod tests {
         assert!(t.p_value < 1e-6);
         let t = dirichlet_multinomial(900, 4100, 0.1, 100.0, Alternative::Less).unwrap();
         assert_eq!(t.p_value, 1.0);
+    }
+
+    #[test]
+    fn the_mixture_is_the_mean_of_its_bayes_factors() {
+        let ks = [1.0, 10.0, 100.0, 1000.0];
+        let mixture = [(1.0, 0.1), (10.0, 0.2), (100.0, 0.3), (1000.0, 0.4)];
+        for (nc, nb, alt) in [
+            (32, 4, Alternative::Greater),
+            (3, 40, Alternative::Less),
+            (500, 480, Alternative::TwoSided),
+        ] {
+            let mean = mixture
+                .iter()
+                .map(|&(k, w)| {
+                    w * dirichlet_multinomial(nc, nb, 0.5, k, alt)
+                        .unwrap()
+                        .log_bf
+                        .exp()
+                })
+                .sum::<f64>();
+            let m = dirichlet_multinomial_mixture(nc, nb, 0.5, &mixture, alt).unwrap();
+            assert!((m.log_bf.exp() / mean - 1.0).abs() < 1e-12, "{nc} {nb}");
+        }
+        // Issue #13's counts: 4 of 400 baseline requests failed, 32 of 400
+        // canary ones. k = 100 alone barely reacts; the mixture does.
+        let rho0 = share_for_ratio(1.05, 0.5);
+        let single = dirichlet_multinomial(32, 4, rho0, 100.0, Alternative::Greater).unwrap();
+        let equal: Vec<(f64, f64)> = ks.iter().map(|&k| (k, 1.0)).collect();
+        let mix = dirichlet_multinomial_mixture(32, 4, rho0, &equal, Alternative::Greater).unwrap();
+        assert!(single.p_value > 0.01, "{single:?}");
+        assert!(mix.p_value < 1e-3, "{mix:?}");
+        assert!(dirichlet_multinomial_mixture(1, 1, 0.5, &[], Alternative::Greater).is_err());
     }
 
     #[test]
