@@ -309,10 +309,17 @@ impl Alerts {
         let sub = {
             let mut subs = self.inner.subs.lock().await;
             match subs.get(id) {
-                Some(s) if s.selector() == sel => s.clone(),
+                Some(s) if s.selector() == sel && *s.facets() == *policy.explain_attributes => {
+                    s.clone()
+                }
                 _ => {
                     let s = Arc::new(
-                        Subscription::start(self.inner.tables.store(), sel.clone()).await?,
+                        Subscription::start(
+                            self.inner.tables.store(),
+                            sel.clone(),
+                            policy.explain_attributes.clone().into(),
+                        )
+                        .await?,
                     );
                     subs.insert(id.to_string(), s.clone());
                     s
@@ -394,6 +401,7 @@ impl Alerts {
                     "latency_ms": {"baseline": c.baseline.latency_ms, "canary": c.canary.latency_ms},
                     "metrics": c.metrics,
                     "sample_ratio": c.sample_ratio,
+                    "explanations": c.explanations,
                 });
                 (eval, evidence)
             }

@@ -85,7 +85,12 @@ pub struct Subscription {
 impl Subscription {
     /// Registers `sel` and reads what is already stored; from then on every
     /// new batch of its service is added as it arrives.
-    pub async fn start(store: &Arc<Store>, sel: Selector) -> Result<Subscription> {
+    /// `facets`: the attributes counted for explanations.
+    pub async fn start(
+        store: &Arc<Store>,
+        sel: Selector,
+        facets: Arc<[String]>,
+    ) -> Result<Subscription> {
         let mut work = Vec::new();
         let state = {
             let mut subs = lock(&store.live.subs);
@@ -96,13 +101,13 @@ impl Subscription {
                 items(store, signal, (hot, segments), &sel, &mut work);
             }
             let state = Arc::new(Mutex::new(State {
-                acc: Accumulator::new(&sel),
+                acc: Accumulator::with_facets(&sel, facets.clone()),
                 from_seq,
             }));
             subs.push(Arc::downgrade(&state));
             state
         };
-        let (base, files_scanned) = scan_items(work, &sel).await?;
+        let (base, files_scanned) = scan_items(work, &sel, facets).await?;
         lock(&state).acc.merge(&base);
         Ok(Subscription {
             state,
@@ -113,6 +118,11 @@ impl Subscription {
 
     pub fn selector(&self) -> &Selector {
         &self.sel
+    }
+
+    /// The attributes counted for explanations.
+    pub fn facets(&self) -> Arc<[String]> {
+        lock(&self.state).acc.facet_keys().clone()
     }
 
     /// Everything seen so far (spans and logs; OTLP metrics are read apart).

@@ -105,6 +105,18 @@ function metricsTable(c) {
     ]), "The policy names no metrics.");
 }
 
+// Where the canary's excess errors or latency live: attribute values, one instance, new error signatures.
+function explanationsSection(c) {
+  const fig = (x, v) => (v === null || v === undefined ? "–" : x.metric === "error_rate" ? pct(v, 2) : x.metric === "latency_mean_ms" ? ms(v) : num(v, 0));
+  const kinds = { concentrated: "concentrated", instance: "one instance", new_in_canary: "new in canary" };
+  return el("div", { id: "explanations" },
+    el("h2", {}, "What explains it"),
+    table(["kind", "attribute", "value", "metric", "baseline", "canary", "share of excess", "share of requests", "adjusted p (BH)"],
+      (c.explanations || []).map((x) => [kinds[x.kind] || x.kind, x.attribute, el("strong", {}, x.value), x.metric,
+        tdNum(fig(x, x.baseline)), tdNum(fig(x, x.canary)), tdNum(pct(x.share_of_excess, 0)), tdNum(pct(x.share_of_requests, 0)), tdNum(pval(x.p_value))]),
+      "No attribute value or error signature holds the canary's excess."));
+}
+
 // by=lane: colored against uncolored traces end to end, and the hops that explain the delta.
 function lanesSection(l) {
   const side = (x) => [x.lane || "(uncolored)", tdNum(x.traces), tdNum(ms(x.p50_ms)), tdNum(ms(x.p99_ms)), tdNum(ms(x.mean_ms))];
@@ -185,6 +197,7 @@ async function compare(app) {
       el("div", { class: "card" }, lineChart(series("error_rate"), { title: "Error rate over time", unit: "errors / request", yFormat: (x) => `${(100 * x).toFixed(1)}%` })),
       el("div", { class: "card" }, lineChart(series("requests"), { title: `Requests per ${ch.step_secs} s`, unit: "requests" }))),
     el("h2", {}, "Metrics judged"), metricsTable(c),
+    explanationsSection(c),
     c.lanes ? lanesSection(c.lanes) : "",
     el("h2", {}, "Per operation"),
     table(["operation", "baseline req", "canary req", "baseline p50", "canary p50", "Δ p50", "baseline errors", "canary errors", "p (Mann–Whitney)", "adjusted p (BH)"],

@@ -125,15 +125,17 @@ fn bad_canary_is_rolled_back_once_and_an_aa_pair_is_left_alone() {
 
     let mut g = Gen(7);
     bad_canary(&s, &mut g, "checkout", &[], ["v1", "v2"]);
+    // The A/A pair: enough requests (and no errors) for every interval to
+    // exclude its pass margin, so the pass is earned.
     for _ in 0..4 {
         let t = now_ns();
         send(
             &s,
-            requests_at(&mut g, "cart", "a", 1000, 15.0, 0.01, t, &[]),
+            requests_at(&mut g, "cart", "a", 2500, 15.0, 0.0, t, &[]),
         );
         send(
             &s,
-            requests_at(&mut g, "cart", "b", 1000, 15.0, 0.01, t, &[]),
+            requests_at(&mut g, "cart", "b", 2500, 15.0, 0.0, t, &[]),
         );
     }
 
@@ -168,6 +170,7 @@ fn bad_canary_is_rolled_back_once_and_an_aa_pair_is_left_alone() {
     assert_eq!(body["rollout_id"], bad.as_str());
     assert_eq!(body["action"], "rollback");
     assert_eq!(body["decision"], "fail");
+    assert!(body["evidence"]["explanations"].is_array(), "{body:#}");
     assert_eq!(
         (
             body["service"].as_str(),
@@ -432,7 +435,8 @@ fn flagger_hooks_answer_per_their_contract() {
     let (status, _) = post(&s, "/api/v1/flagger/rollout", &json!({"namespace": "test"}));
     assert_eq!(status, 400);
 
-    // podinfo's canary is bad; frontend's is as good as its primary.
+    // podinfo's canary is bad; frontend's is as good as its primary, with
+    // enough requests (and no errors) for its intervals to earn a pass.
     let mut g = Gen(11);
     let dep = |d: &'static str| [("k8s.namespace.name", "test"), ("k8s.deployment.name", d)];
     for _ in 0..4 {
@@ -469,9 +473,9 @@ fn flagger_hooks_answer_per_their_contract() {
                 &mut g,
                 "frontend",
                 "2.0.0",
-                1000,
+                2500,
                 15.0,
-                0.01,
+                0.0,
                 t,
                 &dep("frontend-primary"),
             ),
@@ -482,9 +486,9 @@ fn flagger_hooks_answer_per_their_contract() {
                 &mut g,
                 "frontend",
                 "2.1.0",
-                1000,
+                2500,
                 15.0,
-                0.01,
+                0.0,
                 t,
                 &dep("frontend"),
             ),

@@ -53,3 +53,72 @@ fn python_sdk_grpc_and_http() {
     );
     s.stop();
 }
+
+/// Issue #13: a failing comparison says where the regression lives. Spans
+/// from the Python SDK (`tests/python/explain.py`): errors only on one route,
+/// an exception type only the canary raises, one slow pod of three.
+#[test]
+fn explanations_name_the_route_the_new_exception_and_the_slow_pod() {
+    let Ok(python) = std::env::var("GRAYLENS_TEST_PYTHON") else {
+        eprintln!(
+            "GRAYLENS_TEST_PYTHON is not set: skipping the Python SDK explanation test (.ci/run sets it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/explain.py");
+    run_client(&python, &[script, "--http", &s.otlp_http]);
+    s.wait_count("SELECT count(*) FROM spans", 2000 + 1600 + 1200 + 1200);
+    let compare = |service: &str| {
+        let (status, c) = crate::traffic::get(
+            &s,
+            &format!("/api/v1/compare?service={service}&baseline=1.0&canary=1.1"),
+        );
+        assert_eq!(status, 200, "{c}");
+        c
+    };
+    let first = |c: &serde_json::Value| c["explanations"][0].clone();
+
+    let c = compare("py-refund");
+    assert_eq!(c["verdict"]["decision"], "fail", "{:#}", c["verdict"]);
+    let e = first(&c);
+    assert_eq!(
+        (
+            e["attribute"].as_str(),
+            e["value"].as_str(),
+            e["kind"].as_str()
+        ),
+        (Some("http.route"), Some("/refund"), Some("concentrated")),
+        "{:#}",
+        c["explanations"]
+    );
+    assert_eq!(e["metric"], "error_rate");
+
+    let c = compare("py-exc");
+    let new: Vec<&serde_json::Value> = c["explanations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "new_in_canary")
+        .collect();
+    assert_eq!(new.len(), 1, "{:#}", c["explanations"]);
+    assert_eq!(new[0]["attribute"], "exception.type");
+    assert_eq!(new[0]["value"], "KeyError");
+    assert_eq!(new[0]["canary"], 40.0);
+
+    let c = compare("py-pods");
+    assert_eq!(c["verdict"]["decision"], "fail", "{:#}", c["verdict"]);
+    let e = first(&c);
+    assert_eq!(
+        (
+            e["attribute"].as_str(),
+            e["value"].as_str(),
+            e["kind"].as_str()
+        ),
+        (Some("k8s.pod.name"), Some("pods-c-2"), Some("instance")),
+        "{:#}",
+        c["explanations"]
+    );
+    s.stop();
+}

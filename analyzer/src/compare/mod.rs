@@ -10,6 +10,7 @@
 //!  Comparison (the JSON of GET /api/v1/compare)
 //! ```
 
+pub mod explain;
 mod kayenta;
 mod lanes;
 mod observe;
@@ -164,6 +165,9 @@ pub struct Comparison {
     pub sample_ratio: Option<SampleRatio>,
     pub report: Report,
     pub operations: Vec<OperationComparison>,
+    /// Attribute values and error signatures that hold the canary's excess
+    /// errors or latency, best first (see [`explain`]).
+    pub explanations: Vec<explain::Explanation>,
     /// `by = lane` only: colored against uncolored traces end to end, and the hops that account for the delta.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lanes: Option<LaneBreakdown>,
@@ -184,7 +188,7 @@ pub async fn compare(tables: &Tables, sel: &Selector, policy: &Policy) -> Result
         .iter()
         .filter_map(|m| m.metric.clone())
         .collect();
-    let obs = observe(tables, sel, &names).await?;
+    let obs = observe(tables, sel, &names, &policy.explain_attributes).await?;
     if obs.baseline.total.requests == 0 || obs.canary.total.requests == 0 {
         check_known(tables, sel).await?;
     }
@@ -227,6 +231,7 @@ pub fn assemble(sel: &Selector, policy: &Policy, obs: &Observations) -> Comparis
         sample_ratio,
         report: report::report(obs, policy.alpha),
         operations: report::operations(obs, 20),
+        explanations: explain::explain(obs, policy.alpha, 10),
         lanes: None,
     }
 }

@@ -56,6 +56,10 @@ pub struct Side {
     pub log_errors: u64,
     /// OTLP metrics the policy names, by metric name.
     pub metrics: BTreeMap<String, super::otlp_metrics::MetricSide>,
+    /// Entry spans per explained attribute and value (see [`super::explain`]).
+    pub facets: BTreeMap<String, BTreeMap<String, super::explain::Facet>>,
+    /// Error signatures and their counts.
+    pub signatures: BTreeMap<String, u64>,
 }
 
 /// Both sides.
@@ -77,8 +81,9 @@ pub async fn observe(
     tables: &Tables,
     sel: &Selector,
     metric_names: &[String],
+    facets: &[String],
 ) -> Result<Observations> {
-    let (acc, _files) = super::source::scan_store(tables.store(), sel).await?;
+    let (acc, _files) = super::source::scan_store(tables.store(), sel, facets.into()).await?;
     let mut obs = acc.observations();
     let [b, c] = super::otlp_metrics::observe_metrics(tables, sel, metric_names).await?;
     obs.baseline.metrics = b;

@@ -12,6 +12,7 @@
 //! are matched once per dictionary value, not once per row; a batch whose
 //! dictionary lacks the service is skipped whole.
 
+use super::explain::{count_signature, facet_entry, log_signature, Facet};
 use super::observe::{Observations, Side, Traffic};
 use super::selector::Selector;
 use crate::histogram::{ln_gamma, LogHistogram};
@@ -19,7 +20,8 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Int32Type, TimestampNanosecondType};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Bucketed latency of one operation on one side, while scanning.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +102,10 @@ struct SideAcc {
     ops: HashMap<String, OpAcc>,
     log_records: u64,
     log_errors: u64,
+    /// Per explained attribute (by index), per value.
+    facets: Vec<BTreeMap<String, Facet>>,
+    /// Error signatures (`exception: T`, `log: body`), see [`super::explain`].
+    signatures: BTreeMap<String, u64>,
 }
 
 /// The running totals of one comparison: add batches in any order, any
@@ -110,6 +116,8 @@ pub struct Accumulator {
     from_ns: Option<i64>,
     to_ns: Option<i64>,
     sides: [SideAcc; 2],
+    /// Attributes whose values are counted for explanations.
+    facet_keys: Arc<[String]>,
 }
 
 /// A text column as stored (dictionary) or as a legacy file gives it (plain).
@@ -127,6 +135,27 @@ impl<'a> Text<'a> {
             }
             DataType::Utf8 => Some(Text::Plain(a.as_string::<i32>())),
             _ => None,
+        }
+    }
+
+    /// The row's text (`""` when null).
+    #[inline]
+    fn str(&self, row: usize) -> &'a str {
+        match *self {
+            Text::Dict(keys, values) => {
+                if keys.is_null(row) {
+                    ""
+                } else {
+                    values.value(keys.value(row) as usize)
+                }
+            }
+            Text::Plain(a) => {
+                if a.is_null(row) {
+                    ""
+                } else {
+                    a.value(row)
+                }
+            }
         }
     }
 
@@ -183,8 +212,36 @@ fn col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b ArrayRef> {
     b.column_by_name(name)
 }
 
+/// An attributes map column: entries of row `r` are `offsets[r]..offsets[r+1]`.
+struct MapView<'a> {
+    offsets: &'a [i32],
+    keys: Classifier<'a>,
+    values: Text<'a>,
+}
+
+impl<'a> MapView<'a> {
+    fn of(a: &'a ArrayRef, targets: &[&str]) -> Option<Self> {
+        let m = a.as_map_opt()?;
+        let keys = Text::of(m.keys())?.classify(targets);
+        if keys.none() {
+            return None;
+        }
+        Some(MapView {
+            offsets: m.value_offsets(),
+            keys,
+            values: Text::of(m.values())?,
+        })
+    }
+}
+
 impl Accumulator {
+    /// An accumulator counting the default explained attributes.
     pub fn new(sel: &Selector) -> Self {
+        Self::with_facets(sel, super::explain::default_attributes().into())
+    }
+
+    /// An accumulator counting the values of `facet_keys` for explanations.
+    pub fn with_facets(sel: &Selector, facet_keys: Arc<[String]>) -> Self {
         let ns = |t: Option<chrono::DateTime<chrono::Utc>>| {
             t.map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX))
         };
@@ -192,8 +249,16 @@ impl Accumulator {
             from_ns: ns(sel.from),
             to_ns: ns(sel.to),
             sel: sel.clone(),
-            sides: Default::default(),
+            sides: [0, 1].map(|_| SideAcc {
+                facets: vec![BTreeMap::new(); facet_keys.len()],
+                ..Default::default()
+            }),
+            facet_keys,
         }
+    }
+
+    pub fn facet_keys(&self) -> &Arc<[String]> {
+        &self.facet_keys
     }
 
     pub fn selector(&self) -> &Selector {
@@ -247,6 +312,14 @@ impl Accumulator {
         let mut slots: Vec<(usize, String)> = Vec::new();
         let mut local: Vec<OpAcc> = Vec::new();
         let mut plain_ops: HashMap<(u8, String), usize> = HashMap::new();
+        let keys: Vec<&str> = self.facet_keys.iter().map(String::as_str).collect();
+        let maps: Vec<MapView> = ["attributes", "resource_attributes"]
+            .into_iter()
+            .filter_map(|c| MapView::of(col(b, c)?, &keys))
+            .collect();
+        let exception = col(b, "exception_type").and_then(Text::of);
+        let exception_facet = keys.iter().position(|k| *k == "exception.type");
+        let mut found = vec![false; keys.len()];
         for r in 0..b.num_rows() {
             if svc.get(r).is_none() {
                 continue;
@@ -291,7 +364,31 @@ impl Accumulator {
                     })
                 }
             };
-            local[slot].add(dur.value(r), err.value(r));
+            let (d, e) = (dur.value(r), err.value(r));
+            local[slot].add(d, e);
+            // Explained attributes: the span's own attributes first, then
+            // its resource's.
+            let acc = &mut self.sides[s as usize];
+            found.iter_mut().for_each(|f| *f = false);
+            for m in &maps {
+                let (lo, hi) = (m.offsets[r] as usize, m.offsets[r + 1] as usize);
+                for j in lo..hi {
+                    let Some(fi) = m.keys.get(j) else { continue };
+                    let fi = fi as usize;
+                    if !std::mem::replace(&mut found[fi], true) {
+                        facet_add(&mut acc.facets[fi], m.values.str(j), d, e);
+                    }
+                }
+            }
+            if let Some(x) = &exception {
+                let t = x.str(r);
+                if !t.is_empty() {
+                    if let Some(fi) = exception_facet {
+                        facet_add(&mut acc.facets[fi], t, d, e);
+                    }
+                    count_signature(&mut acc.signatures, format!("exception: {t}"), 1);
+                }
+            }
         }
         for ((side_i, op), acc) in slots.into_iter().zip(local) {
             if acc.requests > 0 {
@@ -310,6 +407,7 @@ impl Accumulator {
         };
         let time = time.as_primitive::<TimestampNanosecondType>();
         let sev: &Int32Array = sev.as_primitive();
+        let body = col(b, "body").and_then(Text::of);
         for r in 0..b.num_rows() {
             if svc.get(r).is_none() || !self.in_window(time.value(r)) {
                 continue;
@@ -317,7 +415,12 @@ impl Accumulator {
             let Some(s) = side.get(r) else { continue };
             let acc = &mut self.sides[s as usize];
             acc.log_records += 1;
-            acc.log_errors += (sev.value(r) >= 17) as u64;
+            let error = sev.value(r) >= 17;
+            acc.log_errors += error as u64;
+            if let (true, Some(body)) = (error, &body) {
+                let sig = log_signature(body.str(r));
+                count_signature(&mut acc.signatures, format!("log: {sig}"), 1);
+            }
         }
     }
 
@@ -329,6 +432,14 @@ impl Accumulator {
             }
             mine.log_records += theirs.log_records;
             mine.log_errors += theirs.log_errors;
+            for (m, t) in mine.facets.iter_mut().zip(&theirs.facets) {
+                for (v, f) in t {
+                    facet_entry(m, v).merge(f);
+                }
+            }
+            for (sig, n) in &theirs.signatures {
+                count_signature(&mut mine.signatures, sig.clone(), *n);
+            }
         }
     }
 
@@ -350,11 +461,26 @@ impl Accumulator {
                 out.operations.insert(op.clone(), acc.traffic());
             }
             out.total = Traffic::total_of(out.operations.values());
+            for (k, values) in self.facet_keys.iter().zip(&s.facets) {
+                if !values.is_empty() {
+                    out.facets.insert(k.clone(), values.clone());
+                }
+            }
+            out.signatures = s.signatures.clone();
             out
         };
         Observations {
             baseline: side(&self.sides[0]),
             canary: side(&self.sides[1]),
         }
+    }
+}
+
+/// Counts one request of `value` (without allocating when it is known).
+#[inline]
+fn facet_add(map: &mut BTreeMap<String, Facet>, value: &str, duration_ns: i64, error: bool) {
+    match map.get_mut(value) {
+        Some(f) => f.add(duration_ns, error),
+        None => facet_entry(map, value).add(duration_ns, error),
     }
 }

@@ -16,7 +16,7 @@ use graylens_collector::Signal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const SPAN_COLUMNS: [&str; 7] = [
+const SPAN_COLUMNS: [&str; 10] = [
     "time",
     "duration_ns",
     "parent_span_id",
@@ -24,8 +24,11 @@ const SPAN_COLUMNS: [&str; 7] = [
     "span_name",
     "span_kind",
     "is_error",
+    "exception_type",
+    "attributes",
+    "resource_attributes",
 ];
-const LOG_COLUMNS: [&str; 3] = ["time", "service_name", "severity_number"];
+const LOG_COLUMNS: [&str; 4] = ["time", "service_name", "severity_number", "body"];
 
 /// One unit of work.
 pub(crate) enum Item {
@@ -65,17 +68,26 @@ fn wanted(g: &Segment, service: &str, from: Option<i64>, to: Option<i64>) -> boo
 
 /// Reads both sides of `sel` from the store, in parallel. Returns the
 /// accumulated spans and logs, and how many Parquet files were opened.
-pub async fn scan_store(store: &Arc<Store>, sel: &Selector) -> Result<(Accumulator, u64)> {
+/// `facets`: the attributes counted for explanations.
+pub async fn scan_store(
+    store: &Arc<Store>,
+    sel: &Selector,
+    facets: Arc<[String]>,
+) -> Result<(Accumulator, u64)> {
     let mut items_ = Vec::new();
     for signal in [Signal::Traces, Signal::Logs] {
         let (hot, segments, _) = store.view(signal);
         items(store, signal, (hot, segments), sel, &mut items_);
     }
-    scan_items(items_, sel).await
+    scan_items(items_, sel, facets).await
 }
 
 /// Reads `items` on every core into one accumulator.
-pub(crate) async fn scan_items(items: Vec<Item>, sel: &Selector) -> Result<(Accumulator, u64)> {
+pub(crate) async fn scan_items(
+    items: Vec<Item>,
+    sel: &Selector,
+    facets: Arc<[String]>,
+) -> Result<(Accumulator, u64)> {
     let files = items.iter().filter(|i| matches!(i, Item::File(..))).count() as u64;
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -88,9 +100,9 @@ pub(crate) async fn scan_items(items: Vec<Item>, sel: &Selector) -> Result<(Accu
     let (from, to) = (ns(sel.from), ns(sel.to));
     let mut tasks = Vec::new();
     for share in shares {
-        let sel = sel.clone();
+        let (sel, facets) = (sel.clone(), facets.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
-            let mut acc = Accumulator::new(&sel);
+            let mut acc = Accumulator::with_facets(&sel, facets);
             for item in share {
                 match item {
                     Item::Hot(Signal::Logs, b) => acc.add_logs(&b),
@@ -101,7 +113,7 @@ pub(crate) async fn scan_items(items: Vec<Item>, sel: &Selector) -> Result<(Accu
             Ok::<_, Error>(acc)
         }));
     }
-    let mut total = Accumulator::new(sel);
+    let mut total = Accumulator::with_facets(sel, facets);
     for t in tasks {
         let acc = t
             .await
