@@ -164,6 +164,7 @@ fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
         "GET /cart",
         "webhook: rollback",
         "delivered",
+        "What explains it",
     ] {
         assert!(
             page.contains(want),
