@@ -5,7 +5,7 @@ use crate::cli::ServeArgs;
 use anyhow::{bail, Context};
 use graylens_alerts::{AlertsConfig, PolicyRef, RetryPolicy, RolloutSpec, Rules};
 use graylens_analyzer::{Policy, QueryConfig, StoreConfig, WalConfig};
-use graylens_collector::{AttributionConfig, LimitsConfig, ReceiverConfig};
+use graylens_collector::{AttributionConfig, AuthConfig, LimitsConfig, ReceiverConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +27,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub analysis: AnalysisConfig,
     pub alerts: AlertsSection,
+    /// Bearer tokens and their scopes.
+    pub auth: AuthConfig,
     /// Rollouts to watch from the start (`[[rollouts]]`, each with a `name`).
     pub rollouts: Vec<RolloutSpec>,
 }
@@ -262,6 +264,23 @@ impl Config {
         for (i, a) in addrs.iter().enumerate() {
             if a.port() != 0 && addrs[..i].contains(a) {
                 out.push(format!("address {a} is used by two listeners"));
+            }
+        }
+        out.extend(self.auth.problems());
+        // Safe by default: with nobody authenticated, only this machine may connect.
+        if self.auth.tokens.is_empty() && !self.auth.allow_unauthenticated {
+            for (name, a) in [
+                ("otlp.grpc_addr", self.otlp.grpc_addr),
+                ("otlp.http_addr", self.otlp.http_addr),
+                ("http.addr", self.http.addr),
+            ] {
+                if !a.ip().is_loopback() {
+                    out.push(format!(
+                        "{name} = {a} is not a loopback address and no [[auth.tokens]] are configured: anyone who reaches it \
+                         could send telemetry, change rollouts and read data. Configure tokens (see README, \"Securing graylens\"), \
+                         bind 127.0.0.1, or set auth.allow_unauthenticated = true"
+                    ));
+                }
             }
         }
         out

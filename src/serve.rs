@@ -138,6 +138,26 @@ pub async fn serve(
         "ingest path ready"
     );
 
+    let auth = graylens_collector::Auth::new(&cfg.auth)
+        .map_err(|p| anyhow::anyhow!("auth: {}", p.join("; ")))?;
+    if auth.enabled() {
+        tracing::info!(
+            tokens = cfg.auth.tokens.len(),
+            "bearer tokens required on OTLP and the API"
+        );
+    } else {
+        let exposed: Vec<String> = [cfg.otlp.grpc_addr, cfg.otlp.http_addr, cfg.http.addr]
+            .iter()
+            .filter(|a| !a.ip().is_loopback())
+            .map(|a| a.to_string())
+            .collect();
+        if !exposed.is_empty() {
+            tracing::warn!(
+                addresses = %exposed.join(", "),
+                "auth.allow_unauthenticated: no tokens, listening beyond loopback; anyone who reaches these addresses can send telemetry and change rollouts"
+            );
+        }
+    }
     let bind = |a| async move {
         TcpListener::bind(a)
             .await
@@ -157,12 +177,14 @@ pub async fn serve(
         grpc_l,
         ingestor.clone(),
         cfg.otlp.max_message_bytes,
+        auth.clone(),
         shutdown.clone(),
     ));
     let http_router = http::router(
         ingestor.clone(),
         cfg.otlp.max_message_bytes,
         cfg.otlp.retry_after_secs,
+        auth.clone(),
     );
     let http_task = tokio::spawn(http::serve(otlp_http_l, http_router, shutdown.clone()));
     // The engine judges on its own runtime, never on the ingest or query one.
@@ -183,6 +205,7 @@ pub async fn serve(
             store: store.clone(),
             memory: memory.clone(),
         },
+        auth,
     });
     let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));

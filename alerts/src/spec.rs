@@ -93,6 +93,24 @@ impl ActionSpec {
         }
     }
 
+    /// Filesystem paths the action names (`token_file`, `ca_file`): only the
+    /// config file may name them, never a request body, or the API would
+    /// read local files and send them to any server.
+    pub fn file_paths(&self) -> Vec<&'static str> {
+        match self {
+            ActionSpec::Webhook { .. } => Vec::new(),
+            ActionSpec::ArgoRollouts {
+                token_file,
+                ca_file,
+                ..
+            } => [("token_file", token_file), ("ca_file", ca_file)]
+                .into_iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| k)
+                .collect(),
+        }
+    }
+
     /// The same action with secrets replaced, for the API and logs.
     pub fn redacted(&self) -> ActionSpec {
         let hide = |s: &Option<String>| s.as_ref().map(|_| "<redacted>".to_string());

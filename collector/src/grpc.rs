@@ -33,6 +33,8 @@ pub(crate) fn status(e: IngestError) -> Status {
         IngestError::Unsupported(m) => Status::unimplemented(m),
         IngestError::Unavailable(m) | IngestError::Overloaded(m) => Status::unavailable(m),
         IngestError::Internal(m) => Status::internal(m),
+        IngestError::Unauthenticated(m) => Status::unauthenticated(m),
+        IngestError::PermissionDenied(m) => Status::permission_denied(m),
     }
 }
 
@@ -105,6 +107,7 @@ impl GrpcService for ExportLogsServiceRequest {
 pub(crate) struct ExportService<R> {
     ingestor: Ingestor,
     max_message_bytes: usize,
+    auth: crate::auth::Auth,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -113,6 +116,7 @@ impl<R> Clone for ExportService<R> {
         Self {
             ingestor: self.ingestor.clone(),
             max_message_bytes: self.max_message_bytes,
+            auth: self.auth.clone(),
             _r: PhantomData,
         }
     }
@@ -171,6 +175,17 @@ where
                 Ok(response)
             });
         }
+        // Credentials first, before the message is read.
+        let authorization = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(denied) = self.auth.check(authorization, crate::auth::Scope::Ingest) {
+            let err = IngestError::from(denied);
+            self.ingestor.refused(R::SIGNAL, Transport::Grpc, &err);
+            let st = status(err);
+            return Box::pin(async move { Ok(st.into_http()) });
+        }
         let method = Unary::<R>(self.ingestor.clone(), PhantomData);
         let max = self.max_message_bytes;
         Box::pin(async move {
@@ -201,10 +216,15 @@ fn size_status<B>(mut resp: http::Response<B>) -> http::Response<B> {
     resp
 }
 
-fn service<R: GrpcService>(ingestor: &Ingestor, max_message_bytes: usize) -> ExportService<R> {
+fn service<R: GrpcService>(
+    ingestor: &Ingestor,
+    max_message_bytes: usize,
+    auth: &crate::auth::Auth,
+) -> ExportService<R> {
     ExportService {
         ingestor: ingestor.clone(),
         max_message_bytes,
+        auth: auth.clone(),
         _r: PhantomData,
     }
 }
@@ -215,6 +235,7 @@ pub async fn serve(
     listener: TcpListener,
     ingestor: Ingestor,
     max_message_bytes: usize,
+    auth: crate::auth::Auth,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
@@ -223,14 +244,17 @@ pub async fn serve(
         .add_service(service::<ExportTraceServiceRequest>(
             &ingestor,
             max_message_bytes,
+            &auth,
         ))
         .add_service(service::<ExportMetricsServiceRequest>(
             &ingestor,
             max_message_bytes,
+            &auth,
         ))
         .add_service(service::<ExportLogsServiceRequest>(
             &ingestor,
             max_message_bytes,
+            &auth,
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await

@@ -24,14 +24,21 @@ struct HttpState {
     ingestor: Ingestor,
     max_bytes: usize,
     retry_after_secs: u32,
+    auth: crate::auth::Auth,
 }
 
 /// The OTLP/HTTP routes, testable without a socket.
-pub fn router(ingestor: Ingestor, max_message_bytes: usize, retry_after_secs: u32) -> Router {
+pub fn router(
+    ingestor: Ingestor,
+    max_message_bytes: usize,
+    retry_after_secs: u32,
+    auth: crate::auth::Auth,
+) -> Router {
     let st = HttpState {
         ingestor,
         max_bytes: max_message_bytes,
         retry_after_secs,
+        auth,
     };
     Router::new()
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
@@ -63,6 +70,15 @@ async fn export<R: ExportRequest>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(denied) = st.auth.check(authorization, crate::auth::Scope::Ingest) {
+        let err = IngestError::from(denied);
+        st.ingestor.refused(R::SIGNAL, Transport::Http, &err);
+        let fmt = Format::from_content_type(ct).unwrap_or(Format::Json);
+        return failure(fmt, &err, st.retry_after_secs);
+    }
     let Some(fmt) = Format::from_content_type(ct) else {
         let err = IngestError::Unsupported(format!(
             "unsupported Content-Type {ct:?}: use application/x-protobuf or application/json"
@@ -298,7 +314,7 @@ mod tests {
     async fn full_queue_answers_503_with_retry_after_and_counts_it() {
         let (pipeline, mut rx) = Pipeline::bounded(1, Duration::from_millis(20));
         let (ing, stats) = ingestor(pipeline, 1 << 30);
-        let app = router(ing, 1 << 20, 7);
+        let app = router(ing, 1 << 20, 7, crate::auth::Auth::disabled());
         // A store that answers the first commit, then stops reading.
         let store = tokio::spawn(async move {
             let c = rx.recv().await.unwrap();
@@ -332,7 +348,7 @@ mod tests {
     async fn a_failed_log_write_or_a_closed_pipeline_is_retryable() {
         let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
         let (ing, _) = ingestor(pipeline, 1 << 30);
-        let app = router(ing, 1 << 20, 1);
+        let app = router(ing, 1 << 20, 1, crate::auth::Auth::disabled());
         tokio::spawn(async move {
             rx.recv()
                 .await
@@ -352,7 +368,7 @@ mod tests {
         let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
         let (ing, stats) = ingestor(pipeline, 1 << 20);
         let memory = ing.memory().clone();
-        let app = router(ing, 1 << 20, 3);
+        let app = router(ing, 1 << 20, 3, crate::auth::Auth::disabled());
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {
                 c.finish(Ok(()));

@@ -59,6 +59,21 @@ pub enum IngestError {
     Overloaded(String),
     #[error("{0}")]
     Internal(String),
+    /// No credential or an unknown token (401 / UNAUTHENTICATED).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A token without the `ingest` scope (403 / PERMISSION_DENIED).
+    #[error("{0}")]
+    PermissionDenied(String),
+}
+
+impl From<crate::auth::Denied> for IngestError {
+    fn from(d: crate::auth::Denied) -> Self {
+        match d {
+            crate::auth::Denied::Forbidden { .. } => IngestError::PermissionDenied(d.to_string()),
+            _ => IngestError::Unauthenticated(d.to_string()),
+        }
+    }
 }
 
 impl IngestError {
@@ -70,6 +85,9 @@ impl IngestError {
             IngestError::Unavailable(_) => RefusalKind::Unavailable,
             IngestError::Overloaded(_) => RefusalKind::MemoryLimit,
             IngestError::Internal(_) => RefusalKind::Internal,
+            IngestError::Unauthenticated(_) | IngestError::PermissionDenied(_) => {
+                RefusalKind::Unauthorized
+            }
         }
     }
 

@@ -26,6 +26,7 @@
 //! `graylens-analyzer`.
 
 pub mod attribution;
+pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod fuzz;
@@ -40,6 +41,7 @@ pub mod stats;
 pub mod wire;
 
 pub use attribution::{Attribution, RoleHints};
+pub use auth::{Auth, AuthConfig, Scope};
 pub use config::{AttributionConfig, LimitsConfig, ReceiverConfig};
 pub use memory::{MemoryLimiter, Reservation};
 pub use pipeline::{Commit, IngestBatch, Pipeline, QueueGauge};

@@ -81,6 +81,8 @@ pub(crate) fn failure(fmt: Format, err: &IngestError, retry_after_secs: u32) -> 
             (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
         }
         IngestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal),
+        IngestError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
+        IngestError::PermissionDenied(_) => (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied),
     };
     let st = RpcStatus {
         code: code as i32,
@@ -97,6 +99,10 @@ pub(crate) fn failure(fmt: Format, err: &IngestError, retry_after_secs: u32) -> 
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp
 }

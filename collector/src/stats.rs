@@ -34,16 +34,19 @@ pub enum RefusalKind {
     /// Over `limits.memory_bytes`: the client should retry.
     MemoryLimit,
     Internal,
+    /// No token, an unknown one, or one without the `ingest` scope.
+    Unauthorized,
 }
 
 impl RefusalKind {
-    pub const ALL: [RefusalKind; 6] = [
+    pub const ALL: [RefusalKind; 7] = [
         RefusalKind::Malformed,
         RefusalKind::TooLarge,
         RefusalKind::Unsupported,
         RefusalKind::Unavailable,
         RefusalKind::MemoryLimit,
         RefusalKind::Internal,
+        RefusalKind::Unauthorized,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -53,13 +56,14 @@ impl RefusalKind {
             RefusalKind::Unavailable => "unavailable",
             RefusalKind::MemoryLimit => "memory_limit",
             RefusalKind::Internal => "internal",
+            RefusalKind::Unauthorized => "unauthorized",
         }
     }
 }
 
 const S: usize = 3;
 const T: usize = 2;
-const R: usize = 6;
+const R: usize = RefusalKind::ALL.len();
 
 fn si(s: Signal) -> usize {
     s as usize

@@ -19,11 +19,24 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// With tokens configured, the API answers 401 until the browser sends one:
+// asked once, kept for this browser session (sessionStorage), sent as a header.
+const TOKEN_KEY = "graylens.token";
 async function api(path) {
-  const r = await fetch(path, { headers: { accept: "application/json" } });
-  const body = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
-  if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
-  return body;
+  for (let attempt = 0; ; attempt++) {
+    const headers = { accept: "application/json" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.authorization = `Bearer ${token}`;
+    const r = await fetch(path, { headers });
+    const body = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+    if (r.status === 401 && attempt < 2) {
+      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      const given = window.prompt("graylens needs an API token with the read scope:", "");
+      if (given) { sessionStorage.setItem(TOKEN_KEY, given.trim()); continue; }
+    }
+    if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+    return body;
+  }
 }
 
 const num = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));

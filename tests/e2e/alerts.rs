@@ -331,9 +331,17 @@ fn argo_rollouts_receive_the_kubectl_patches() {
     let argo = Receiver::start(200);
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "file-token\n").unwrap();
+    // A rollout with no traffic at all, declared in the config file: only
+    // there may an action name a token file.
     let s = Server::start_with(
         &dir.path().join("data"),
-        &format!("{FAST}pause_after_inconclusive_secs = 1\n"),
+        &format!(
+            "{FAST}pause_after_inconclusive_secs = 1\n\n[[rollouts]]\nname = \"ghost\"\nservice = \"ghost\"\n\
+             baseline = \"v1\"\ncanary = \"v2\"\nactions = [{{ type = \"argo-rollouts\", api_server = \"{}\", \
+             namespace = \"shop\", name = \"ghost\", token_file = \"{}\" }}]\n",
+            argo.url("/"),
+            token_file.display()
+        ),
     );
     let action = |name: &str, token: Value| {
         let mut a = json!({"type": "argo-rollouts", "api_server": argo.url("/"), "namespace": "shop", "name": name});
@@ -354,14 +362,24 @@ fn argo_rollouts_receive_the_kubectl_patches() {
         "since": "2020-01-01T00:00:00Z", "actions": action("checkout", json!({"token": "tok"}))}),
     );
     assert_eq!(status, 201);
-    // No traffic at all: inconclusive for longer than a second → pause.
-    let (status, _) = post(
+    // Through the API, a filesystem path is refused: graylens would read a
+    // local file and send it to a server of the caller's choosing.
+    let (status, body) = post(
         &s,
         "/api/v1/rollouts",
-        &json!({"service": "ghost", "baseline": "v1", "canary": "v2",
-        "actions": action("ghost", json!({"token_file": token_file}))}),
+        &json!({"service": "ghost2", "baseline": "v1", "canary": "v2",
+        "actions": action("ghost2", json!({"token_file": token_file}))}),
     );
-    assert_eq!(status, 201);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("actions[0].token_file"),
+        "{body}"
+    );
+    // The config's ghost rollout: no traffic at all, inconclusive for longer
+    // than a second → pause.
     argo.wait_for(30, "abort and pause", |l| l.len() >= 2);
     std::thread::sleep(Duration::from_secs(2));
     let got = argo.requests();

@@ -11,6 +11,8 @@ pub struct Server {
     pub grpc: String,
     pub otlp_http: String,
     pub api: String,
+    /// Sent as `Authorization: Bearer` by the helpers below (auth tests).
+    pub token: Option<String>,
 }
 
 impl Server {
@@ -62,17 +64,20 @@ impl Server {
             grpc: format!("http://{}", field("otlp_grpc")),
             otlp_http: format!("http://{}", field("otlp_http")),
             api: field("http"),
+            token: None,
             child,
         }
     }
 
     /// Runs SQL through `POST /api/v1/sql`; returns (status, body).
     pub fn sql_raw(&self, sql: &str) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new()
+        let mut req = reqwest::blocking::Client::new()
             .post(format!("{}/api/v1/sql", self.api))
-            .json(&json!({ "sql": sql }))
-            .send()
-            .unwrap();
+            .json(&json!({ "sql": sql }));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().unwrap();
         (r.status().as_u16(), r.json().unwrap())
     }
 
@@ -124,6 +129,22 @@ impl Server {
             .unwrap_or_else(|| panic!("no {series} in /metrics"))
     }
 
+    /// [`Server::metric`] with a bearer token.
+    pub fn metric_with_token(&self, series: &str, token: &str) -> f64 {
+        let text = reqwest::blocking::Client::new()
+            .get(format!("{}/metrics", self.api))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(series) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
+
     pub fn healthy(&self) -> bool {
         reqwest::blocking::get(format!("{}/api/v1/health", self.api))
             .map(|r| r.status().is_success())
@@ -153,8 +174,14 @@ impl Drop for Server {
 /// Runs an OTLP client program to completion and fails the test, with its
 /// output, if it does not succeed.
 pub fn run_client(program: &str, args: &[&str]) {
+    run_client_env(program, args, &[]);
+}
+
+/// [`run_client`] with extra environment variables for the client only.
+pub fn run_client_env(program: &str, args: &[&str], env: &[(&str, &str)]) {
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("start client");
     assert!(

@@ -2,6 +2,7 @@
 //! fed by real OTLP clients; every count is checked through SQL.
 
 mod alerts;
+mod auth;
 mod compare;
 mod dashboard;
 mod demo;

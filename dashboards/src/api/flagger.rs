@@ -5,14 +5,50 @@
 use super::{ApiError, ApiState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use graylens_alerts::flagger::{Hook, HookRequest};
+use graylens_collector::auth::{Denied, Scope};
 use serde_json::{json, Value};
 
 pub(crate) async fn hook(
     State(st): State<ApiState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<HookRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), Response> {
+    // Flagger cannot set headers on webhooks: a bearer header, or the token
+    // as `metadata.token` in the body, with the `write` scope.
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let by_header = st.auth.check(authorization, Scope::Write);
+    let caller = match (&by_header, &body) {
+        (Err(Denied::Missing), Ok(Json(req))) => match req.metadata.get("token") {
+            Some(t) => st.auth.check_token(t, Scope::Write),
+            None => by_header.clone(),
+        },
+        _ => by_header.clone(),
+    }
+    .map_err(|d| {
+        tracing::warn!(hook = %name, reason = %d, "Flagger hook refused");
+        super::auth::refusal(&d)
+    })?;
+    let mut body = body;
+    if let Ok(Json(req)) = &mut body {
+        // Never kept or shown.
+        req.metadata.remove("token");
+    }
+    inner(st, name, caller, body)
+        .await
+        .map_err(|e| e.into_response())
+}
+
+async fn inner(
+    st: ApiState,
+    name: String,
+    caller: Option<String>,
     body: Result<Json<HookRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let hook = Hook::parse(&name).ok_or_else(|| {
@@ -29,6 +65,13 @@ pub(crate) async fn hook(
             "`name` and `namespace` of the canary are required".into(),
         ));
     }
+    tracing::info!(
+        target: "graylens::audit",
+        token = caller.as_deref().unwrap_or("-"),
+        hook = hook.as_str(),
+        canary = %format_args!("{}/{}", req.namespace, req.name),
+        "Flagger hook call"
+    );
     let (status, message, rollout) = st.alerts.flagger_hook(hook, &req);
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Ok((

@@ -6,6 +6,7 @@
 //! - `POST /api/v1/flagger/{hook}` ([`flagger`])
 //! - `GET /api/v1/query` ([`prom`]: the Prometheus query API's shape)
 
+mod auth;
 mod compare;
 mod flagger;
 mod prom;
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub alerts: Alerts,
     /// Counters of ingestion and storage, for `/metrics`.
     pub telemetry: crate::metrics::SelfTelemetry,
+    /// Bearer tokens; disabled admits everyone.
+    pub auth: graylens_collector::Auth,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -58,6 +61,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/query", get(prom::query))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 

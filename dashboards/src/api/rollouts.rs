@@ -36,6 +36,25 @@ pub(crate) async fn create(
     body: Result<Json<RolloutSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(spec) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let paths: Vec<String> = spec
+        .actions
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.file_paths()
+                .into_iter()
+                .map(move |k| format!("actions[{i}].{k}"))
+        })
+        .collect();
+    if !paths.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}: filesystem paths are accepted in the config file only; send the token or CA inline (token, ca) or declare the rollout in the config",
+                paths.join(", ")
+            ),
+        ));
+    }
     let r = st.alerts.create(spec)?;
     Ok((
         StatusCode::CREATED,

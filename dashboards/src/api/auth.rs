@@ -1,0 +1,101 @@
+//! Who may read and who may act: the scope each API route needs, checked
+//! before the handler runs (see `graylens_collector::auth`).
+//!
+//! - open: `GET /api/v1/health` and the UI's pages and assets (they hold no
+//!   data; the data comes from the API, which asks for a token);
+//! - `read`: every other `GET` under `/api/`, `GET /metrics`, `POST /api/v1/sql`;
+//! - `write`: everything else under `/api/` (`POST`/`DELETE` rollouts);
+//! - Flagger hooks check in their handler, because Flagger cannot set
+//!   headers on webhooks: a bearer header or `metadata.token` in the body.
+//!
+//! Every write is logged (the audit trail) with the token's name.
+
+use super::ApiState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use graylens_collector::auth::{Denied, Scope};
+use serde_json::json;
+
+/// The scope `method path` needs; `None` when open or checked by the handler.
+pub(crate) fn scope_of(method: &Method, path: &str) -> Option<Scope> {
+    if path == "/api/v1/health" || path.starts_with("/api/v1/flagger/") {
+        return None;
+    }
+    let api = path.starts_with("/api/") || path == "/metrics";
+    match *method {
+        _ if !api => None,
+        Method::GET | Method::HEAD => Some(Scope::Read),
+        Method::POST if path == "/api/v1/sql" => Some(Scope::Read),
+        _ => Some(Scope::Write),
+    }
+}
+
+/// The refusal of `denied`, as the API's `{"error"}` JSON.
+pub(crate) fn refusal(denied: &Denied) -> Response {
+    let status = match denied {
+        Denied::Forbidden { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let mut r = (status, Json(json!({"error": denied.to_string()}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+pub(crate) async fn require(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let Some(scope) = scope_of(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match st.auth.check(authorization, scope) {
+        Ok(caller) => {
+            if scope == Scope::Write {
+                tracing::info!(
+                    target: "graylens::audit",
+                    token = caller.as_deref().unwrap_or("-"),
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    "write request"
+                );
+            }
+            next.run(req).await
+        }
+        Err(denied) => {
+            tracing::warn!(method = %req.method(), path = %req.uri().path(), reason = %denied, "API request refused");
+            refusal(&denied)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_its_scope() {
+        let cases = [
+            (Method::GET, "/api/v1/health", None),
+            (Method::GET, "/", None),
+            (Method::GET, "/compare", None),
+            (Method::GET, "/app.js", None),
+            (Method::GET, "/api/v1/compare", Some(Scope::Read)),
+            (Method::GET, "/api/v1/rollouts/x", Some(Scope::Read)),
+            (Method::GET, "/metrics", Some(Scope::Read)),
+            (Method::POST, "/api/v1/sql", Some(Scope::Read)),
+            (Method::POST, "/api/v1/rollouts", Some(Scope::Write)),
+            (Method::DELETE, "/api/v1/rollouts/x", Some(Scope::Write)),
+            (Method::POST, "/api/v1/flagger/rollback", None),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(scope_of(&m, p), want, "{m} {p}");
+        }
+    }
+}
