@@ -17,7 +17,12 @@ use tokio_util::sync::CancellationToken;
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let rt = Runtimes::new(&cfg)?;
     let handles = rt.handles();
-    rt.run(serve(cfg, handles, wait_for_signal(), None))
+    rt.run(async move {
+        // Handlers first: a SIGTERM right after the ready line must shut down
+        // gracefully, not kill the process.
+        let stop = wait_for_signal();
+        serve(cfg, handles, stop, None).await
+    })
 }
 
 /// The three runtimes of a server: ingestion; queries apart from it; and
@@ -346,15 +351,13 @@ async fn report(ingestor: Ingestor, store: Arc<Store>, stop: CancellationToken) 
     }
 }
 
-/// SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+/// SIGINT or SIGTERM. The handlers are installed when this is called (inside
+/// the runtime), not when the future is first polled.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

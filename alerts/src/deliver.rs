@@ -109,7 +109,7 @@ fn settle(alerts: &Alerts, rollout: &str, id: &str, out: Outcome, now: DateTime<
         Outcome::Delivered { status } => {
             d.status = DeliveryStatus::Delivered;
             stats.deliveries_delivered.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(rollout, delivery = id, action = d.action.as_str(), url = %d.url, status, attempts = n, "action delivered");
+            tracing::info!(rollout, delivery = id, action = d.action.as_str(), url = %crate::spec::redact_url(&d.url), status, attempts = n, "action delivered");
             (Some(status), "delivered".to_string())
         }
         Outcome::Retry { status, after, why } => {
@@ -117,13 +117,13 @@ fn settle(alerts: &Alerts, rollout: &str, id: &str, out: Outcome, now: DateTime<
             if age >= give_up {
                 d.status = DeliveryStatus::Failed;
                 stats.deliveries_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(rollout, delivery = id, url = %d.url, attempts = n, "gave up delivering: {why}");
+                tracing::error!(rollout, delivery = id, url = %crate::spec::redact_url(&d.url), attempts = n, "gave up delivering: {why}");
                 (status, format!("gave up after {}s: {why}", age.as_secs()))
             } else {
                 d.next_attempt_at = now
                     + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::seconds(60));
                 stats.deliveries_retried.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(rollout, delivery = id, url = %d.url, attempts = n, retry_in_ms = after.as_millis() as u64, "delivery failed, will retry: {why}");
+                tracing::warn!(rollout, delivery = id, url = %crate::spec::redact_url(&d.url), attempts = n, retry_in_ms = after.as_millis() as u64, "delivery failed, will retry: {why}");
                 (
                     status,
                     format!("retry in {:.1}s: {why}", after.as_secs_f64()),
@@ -133,7 +133,7 @@ fn settle(alerts: &Alerts, rollout: &str, id: &str, out: Outcome, now: DateTime<
         Outcome::Refused { status, why } => {
             d.status = DeliveryStatus::Failed;
             stats.deliveries_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(rollout, delivery = id, url = %d.url, attempts = n, "delivery refused: {why}");
+            tracing::error!(rollout, delivery = id, url = %crate::spec::redact_url(&d.url), attempts = n, "delivery refused: {why}");
             (status, format!("refused: {why}"))
         }
     };

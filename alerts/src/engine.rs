@@ -132,7 +132,7 @@ impl Alerts {
                         if spec.actions.get(d.target) == old.spec.actions.get(d.target) {
                             r.deliveries.push(d.clone());
                         } else {
-                            tracing::warn!(rollout = %id, delivery = %d.id, action = d.action.as_str(), url = %d.url, "pending delivery dropped: its action was changed in the config");
+                            tracing::warn!(rollout = %id, delivery = %d.id, action = d.action.as_str(), url = %crate::spec::redact_url(&d.url), "pending delivery dropped: its action was changed in the config");
                         }
                     }
                 }

@@ -21,7 +21,16 @@ pub fn save(dir: &Path, r: &Rollout) -> std::io::Result<()> {
     let path = file(dir, &r.id);
     let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
-    let mut f = std::fs::File::create(&tmp)?;
+    // Secrets (webhook keys, tokens) live in these files: owner only.
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+    };
     f.write_all(&body)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
@@ -29,6 +38,32 @@ pub fn save(dir: &Path, r: &Rollout) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod mode_tests {
+    #[test]
+    fn rollout_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spec: crate::RolloutSpec = serde_json::from_value(serde_json::json!({
+            "service": "s", "baseline": "a", "canary": "b",
+            "actions": [{"type": "webhook", "url": "http://127.0.0.1:9/h", "secret": "k"}]
+        }))
+        .unwrap();
+        let r = crate::Rollout::new(
+            "r1".into(),
+            crate::rollout::Origin::Api,
+            spec,
+            chrono::Utc::now(),
+        );
+        super::save(dir.path(), &r).unwrap();
+        let mode = std::fs::metadata(super::file(dir.path(), &r.id))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }
 
 pub fn remove(dir: &Path, id: &str) -> std::io::Result<()> {

@@ -203,10 +203,17 @@ impl Rollout {
         self.hook_calls.push_back(c);
     }
 
-    /// The rollout as the API shows it: secrets replaced.
+    /// The rollout as the API shows it: secrets replaced, and no delivery
+    /// signatures (with the body, one would allow an offline search for a
+    /// weak secret).
     pub fn redacted(&self) -> Rollout {
+        let mut deliveries = self.deliveries.clone();
+        for d in &mut deliveries {
+            d.signature = None;
+        }
         Rollout {
             spec: self.spec.redacted(),
+            deliveries,
             ..self.clone()
         }
     }

@@ -285,3 +285,52 @@ mod tests {
         .is_err());
     }
 }
+
+/// `url` with its secrets hidden, for logs and API answers: userinfo
+/// (`user:pass@`) and query values become `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://<redacted>@{host}{path}"),
+                None => before_query.to_string(),
+            }
+        }
+        None => before_query.to_string(),
+    };
+    if let Some(q) = query {
+        let hidden: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) => format!("{k}=<redacted>"),
+                None => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&hidden.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn userinfo_and_query_values_are_hidden() {
+        assert_eq!(
+            redact_url("https://bob:hunter2@hooks.example/x/y?token=abc&v=1"),
+            "https://<redacted>@hooks.example/x/y?token=<redacted>&v=<redacted>"
+        );
+        assert_eq!(redact_url("http://h:8080/p"), "http://h:8080/p");
+        assert_eq!(redact_url("http://a@b"), "http://<redacted>@b");
+    }
+}

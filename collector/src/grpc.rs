@@ -240,6 +240,9 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
     tonic::transport::Server::builder()
+        // Bounded work per connection: a client cannot open unlimited streams.
+        .concurrency_limit_per_connection(256)
+        .max_concurrent_streams(Some(256))
         .layer(tower::util::MapResponseLayer::new(size_status))
         .add_service(service::<ExportTraceServiceRequest>(
             &ingestor,

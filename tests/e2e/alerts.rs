@@ -154,6 +154,10 @@ fn bad_canary_is_rolled_back_once_and_an_aa_pair_is_left_alone() {
     assert!(last["reason"].as_str().unwrap().contains("fail"), "{last}");
     wait_rollout(&s, &aa, "passed", |r| r["phase"] == "passed");
     hook.wait_for(10, "the rollback webhook", |l| !l.is_empty());
+    // The API shows the delivery and its Idempotency-Key, never its signature.
+    let (_, shown) = get(&s, &format!("/api/v1/rollouts/{bad}"));
+    let d = &shown["deliveries"][0];
+    assert!(d["id"].is_string() && d.get("signature").is_none(), "{d:#}");
     // Many more looks: still exactly one delivery, and none for the A/A pair.
     std::thread::sleep(Duration::from_secs(3));
     let got = hook.requests();

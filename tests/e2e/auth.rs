@@ -272,15 +272,22 @@ fn no_tokens_and_a_non_loopback_address_refuse_to_start_unless_allowed() {
     );
     // The override: starts (with a warning), then stops cleanly.
     let mut child = run("[auth]\nallow_unauthenticated = true\n");
+    // The reader stays open until the process exits: a closed stdout would
+    // fail its last writes.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert!(line.starts_with("graylens ready"), "{line}");
     let _ = std::process::Command::new("kill")
         .arg(child.id().to_string())
         .status();
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+    assert!(status.success(), "{status}: {err}");
+    assert!(
+        err.contains("auth.allow_unauthenticated"),
+        "no warning at start: {err}"
+    );
+    drop(out);
 }

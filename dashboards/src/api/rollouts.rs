@@ -28,7 +28,29 @@ impl From<Error> for ApiError {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    let mut v = serde_json::to_value(v)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    redact(&mut v);
+    Ok(v)
+}
+
+/// Secrets in URLs (userinfo, query values) are never shown; signatures and
+/// action secrets are already gone (`Rollout::redacted`).
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match (k.as_str(), &*x) {
+                    ("url" | "api_server", Value::String(u)) => {
+                        *x = Value::String(graylens_alerts::spec::redact_url(u))
+                    }
+                    _ => redact(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 pub(crate) async fn create(

@@ -13,11 +13,16 @@ const APP_JS: &str = include_str!("../../ui/app.js");
 const CHARTS_JS: &str = include_str!("../../ui/charts.js");
 const STYLE: &str = include_str!("../../ui/style.css");
 
+/// The UI loads only its own script and style, and talks only to its API.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )
