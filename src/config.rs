@@ -102,6 +102,9 @@ pub struct AlertsSection {
     pub give_up_after_secs: u64,
     /// Most rollouts kept at once.
     pub max_rollouts: usize,
+    /// URL prefixes actions of rollouts registered through the API may
+    /// target (config-declared rollouts are trusted). Empty: none.
+    pub allowed_targets: Vec<String>,
 }
 
 impl Default for AlertsSection {
@@ -115,6 +118,7 @@ impl Default for AlertsSection {
             retry_max_secs: 60.0,
             give_up_after_secs: 86_400,
             max_rollouts: 1000,
+            allowed_targets: Vec::new(),
         }
     }
 }
@@ -140,6 +144,7 @@ impl AlertsSection {
         if self.max_rollouts == 0 {
             p.push("alerts.max_rollouts must be at least 1".into());
         }
+        p.extend(graylens_alerts::targets::AllowedTargets(self.allowed_targets.clone()).problems());
         p
     }
 
@@ -160,6 +165,7 @@ impl AlertsSection {
                 give_up_after: Duration::from_secs(self.give_up_after_secs),
             },
             max_rollouts: self.max_rollouts,
+            allowed_targets: graylens_alerts::targets::AllowedTargets(self.allowed_targets.clone()),
         }
     }
 }

@@ -111,6 +111,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut cfg = Config::default();
     cfg.store.data_dir = data_dir.clone();
     cfg.alerts.interval_secs = 1.0;
+    // The rollout is registered through the API; its target is the demo's
+    // own controller stand-in on loopback.
+    cfg.alerts.allowed_targets = vec!["http://127.0.0.1:".into()];
     if let Some(a) = args.otlp_grpc_addr {
         cfg.otlp.grpc_addr = a;
     }

@@ -28,11 +28,13 @@ pub(crate) async fn run(alerts: Alerts, stop: CancellationToken) {
     loop {
         let now = Utc::now();
         let (due, next) = due(&alerts, now, &in_flight);
-        for (rollout, d, target) in due {
+        for (rollout, d, target, trusted) in due {
             in_flight.insert(d.id.clone());
             let attempts = d.attempts.len() as u32 + 1;
+            // API-registered rollouts connect only where allowed_targets says.
+            let guard = (!trusted).then(|| alerts.inner.cfg.allowed_targets.clone());
             tasks.spawn(async move {
-                let out = attempt(&d, &target, attempts, &retry).await;
+                let out = attempt(&d, &target, attempts, &retry, guard.as_ref()).await;
                 (rollout, d.id, out)
             });
         }
@@ -59,7 +61,8 @@ pub(crate) async fn run(alerts: Alerts, stop: CancellationToken) {
 }
 
 /// A delivery to attempt: its rollout, itself, and where it goes.
-type Due = (String, Delivery, ActionSpec);
+/// (rollout id, delivery, target, whether the rollout is trusted: from the config file).
+type Due = (String, Delivery, ActionSpec, bool);
 
 /// The deliveries to attempt now (the oldest pending one of each target),
 /// and when the next one falls due.
@@ -84,7 +87,8 @@ fn due(
                 continue;
             };
             if d.next_attempt_at <= now {
-                out.push((r.id.clone(), d.clone(), target.clone()));
+                let trusted = r.origin == crate::rollout::Origin::Config;
+                out.push((r.id.clone(), d.clone(), target.clone(), trusted));
             } else {
                 next = Some(next.map_or(d.next_attempt_at, |n| n.min(d.next_attempt_at)));
             }

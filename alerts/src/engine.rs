@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the engine (config `[alerts]`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AlertsConfig {
     /// How often each rollout is judged.
     pub interval: Duration,
@@ -38,6 +38,8 @@ pub struct AlertsConfig {
     pub retry: RetryPolicy,
     /// Most rollouts kept at once (finished ones count until deleted).
     pub max_rollouts: usize,
+    /// Where actions of API-registered rollouts may go.
+    pub allowed_targets: crate::targets::AllowedTargets,
 }
 
 /// Counters for logs and `/metrics`.
@@ -211,6 +213,11 @@ impl Alerts {
     /// Registers a rollout from the API.
     pub fn create(&self, spec: RolloutSpec) -> Result<Rollout> {
         let mut problems = spec.problems();
+        for (i, a) in spec.actions.iter().enumerate() {
+            if let Some(why) = self.inner.cfg.allowed_targets.refuse(a.target_url()) {
+                problems.push(format!("actions[{i}]: {why}"));
+            }
+        }
         if let Err(e) = self.policy(spec.policy.as_ref()) {
             problems.push(e);
         }
@@ -593,6 +600,7 @@ mod tests {
                 give_up_after: Duration::from_secs(60),
             },
             max_rollouts: 10,
+            allowed_targets: crate::targets::AllowedTargets(vec!["http://127.0.0.1:9/".into()]),
         };
         let policies = BTreeMap::from([("default".to_string(), Arc::new(Policy::default()))]);
         Alerts::open(

@@ -28,6 +28,7 @@ pub mod machine;
 mod persist;
 pub mod rollout;
 pub mod spec;
+pub mod targets;
 
 pub use actions::RetryPolicy;
 pub use candidates::Candidate;

@@ -93,6 +93,14 @@ impl ActionSpec {
         }
     }
 
+    /// The URL the action sends to.
+    pub fn target_url(&self) -> &str {
+        match self {
+            ActionSpec::Webhook { url, .. } => url,
+            ActionSpec::ArgoRollouts { api_server, .. } => api_server,
+        }
+    }
+
     /// Filesystem paths the action names (`token_file`, `ca_file`): only the
     /// config file may name them, never a request body, or the API would
     /// read local files and send them to any server.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Fast looks and retries, so the tests take seconds.
 const FAST: &str =
-    "[alerts]\ninterval_secs = 0.5\nretry_initial_secs = 0.2\nretry_max_secs = 1.0\n";
+    "[alerts]\ninterval_secs = 0.5\nretry_initial_secs = 0.2\nretry_max_secs = 1.0\nallowed_targets = [\"http://127.0.0.1:\"]\n";
 
 fn post(s: &Server, path: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::blocking::Client::new()

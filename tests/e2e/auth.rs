@@ -27,6 +27,7 @@ fn config(dir: &Path) -> String {
         )
     };
     [
+        "[alerts]\nallowed_targets = [\"http://127.0.0.1:9/\"]\n".to_string(),
         tok("ingest", "\"ingest\""),
         tok("read", "\"read\""),
         tok("ops", "\"read\", \"write\""),
@@ -160,6 +161,22 @@ fn every_endpoint_answers_each_credential_with_the_exact_status() {
             want,
             "{token:?}"
         );
+    }
+    // Targets: only under alerts.allowed_targets, never the metadata address.
+    for url in [
+        "http://127.0.0.1:10/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/hook",
+    ] {
+        let mut other = rollout.clone();
+        other["actions"][0]["url"] = json!(url);
+        let (status, r) = call("POST", &create, Some(OPS), Some(other));
+        assert_eq!(status, 400, "{url}");
+        let err = r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("allowed_targets"), "{url}: {err}");
     }
     let (status, r) = call("POST", &create, Some(OPS), Some(rollout.clone()));
     assert_eq!(status, 201);

@@ -81,7 +81,10 @@ fn screenshot(profile: &Path, url: &str, file: &Path) {
 fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Receiver::start(200);
-    let s = Server::start_with(&dir.path().join("data"), "[alerts]\ninterval_secs = 0.5\n");
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        "[alerts]\ninterval_secs = 0.5\nallowed_targets = [\"http://127.0.0.1:\"]\n",
+    );
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/api/v1/rollouts", s.api))
         .json(&json!({"name": "checkout-1.5", "service": "checkout", "baseline": "1.4.2", "canary": "1.5.0", "since": "2020-01-01T00:00:00Z",

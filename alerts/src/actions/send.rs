@@ -116,16 +116,25 @@ fn inline_or_file(
 }
 
 /// Sends `d` once to `target`. `attempts` counts this attempt.
+/// `restricted`: the target rules of an API-registered rollout, checked
+/// on the URL and on every address a host name resolves to.
 pub async fn attempt(
     d: &Delivery,
     target: &ActionSpec,
     attempts: u32,
     policy: &RetryPolicy,
+    restricted: Option<&crate::targets::AllowedTargets>,
 ) -> Outcome {
     let mut builder = reqwest::Client::builder()
         .timeout(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("graylens/", env!("CARGO_PKG_VERSION")));
+    if let Some(rules) = restricted {
+        if let Some(why) = rules.refuse(&d.url) {
+            return Outcome::Refused { status: None, why };
+        }
+        builder = builder.dns_resolver(rules.guard());
+    }
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&d.content_type) {
         headers.insert(CONTENT_TYPE, v);

@@ -1,0 +1,198 @@
+//! Where actions of rollouts registered through the API may go
+//! (`alerts.allowed_targets`): under one of the configured URL prefixes,
+//! and never to a loopback, link-local, unspecified or cloud-metadata
+//! address unless a prefix names that address itself. The address check
+//! applies to the address actually connected to: host names are resolved by
+//! [`Guard`], which drops such addresses, so a name that resolves (or is
+//! rebound) to 127.0.0.1 or 169.254.169.254 gets no connection. Rollouts
+//! declared in the config file are trusted and not checked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Addresses of instance-metadata services besides the link-local range.
+const METADATA: [&str; 3] = ["169.254.169.254", "fd00:ec2::254", "100.100.100.200"];
+
+/// Whether connecting to `ip` is refused unless a prefix names it.
+pub fn sensitive(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if METADATA
+        .iter()
+        .any(|m| m.parse::<IpAddr>().ok() == Some(ip))
+    {
+        return true;
+    }
+    match ip {
+        IpAddr::V4(a) => {
+            a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast()
+        }
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The host of an `http(s)://` URL (brackets of IPv6 literals removed).
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(host_port.split(':').next().unwrap_or(host_port))
+}
+
+/// The configured prefixes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AllowedTargets(pub Vec<String>);
+
+impl AllowedTargets {
+    /// Problems of the configured prefixes.
+    pub fn problems(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|p| {
+                !(p.starts_with("http://") || p.starts_with("https://"))
+                    || host_of(p).is_none_or(str::is_empty)
+                    || !p
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest.contains('/') || rest.ends_with(':'))
+            })
+            .map(|p| {
+                format!("alerts.allowed_targets: {p:?} is not an http(s) URL prefix with a host followed by a path (/…) or a port separator (\"http://10.0.0.7:\" allows any port)")
+            })
+            .collect()
+    }
+
+    /// Why `url` may not be a target of an API-registered rollout, if so.
+    pub fn refuse(&self, url: &str) -> Option<String> {
+        let Some(prefix) = self.0.iter().find(|p| url.starts_with(p.as_str())) else {
+            return Some(if self.0.is_empty() {
+                format!("target {url} refused: rollouts registered through the API may only act on targets under alerts.allowed_targets, which is empty (declare the rollout in the config file, or list the prefix)")
+            } else {
+                format!(
+                    "target {url} is not under alerts.allowed_targets ({})",
+                    self.0.join(", ")
+                )
+            });
+        };
+        let host = host_of(url)?;
+        let ip: IpAddr = host.parse().ok()?;
+        let named = host_of(prefix).and_then(|h| h.parse::<IpAddr>().ok()) == Some(ip);
+        (sensitive(ip) && !named).then(|| {
+            format!("target {url} is a loopback, link-local or metadata address; a prefix of alerts.allowed_targets must name it to allow it")
+        })
+    }
+
+    /// The resolver for connections of API-registered rollouts.
+    pub fn guard(&self) -> Arc<Guard> {
+        Arc::new(Guard {
+            named: self
+                .0
+                .iter()
+                .filter_map(|p| host_of(p)?.parse().ok())
+                .collect(),
+        })
+    }
+}
+
+/// A DNS resolver that keeps only addresses graylens may connect to for an
+/// API-registered rollout.
+#[derive(Debug)]
+pub struct Guard {
+    /// Sensitive addresses a prefix names explicitly.
+    named: Vec<IpAddr>,
+}
+
+impl reqwest::dns::Resolve for Guard {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let named = self.named.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let kept: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| !sensitive(a.ip()) || named.contains(&a.ip()))
+                .collect();
+            if kept.is_empty() {
+                let shown: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
+                return Err(format!(
+                    "{host} resolves only to loopback, link-local or metadata addresses ({}): refused",
+                    shown.join(", ")
+                )
+                .into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_sensitive_addresses() {
+        let a = AllowedTargets(vec![
+            "https://deployer.example/hooks/".into(),
+            "http://127.0.0.1:9000/".into(),
+        ]);
+        assert!(a.problems().is_empty());
+        assert_eq!(a.refuse("https://deployer.example/hooks/x"), None);
+        assert!(a
+            .refuse("https://evil.example/")
+            .unwrap()
+            .contains("not under"));
+        assert_eq!(
+            a.refuse("http://127.0.0.1:9000/h"),
+            None,
+            "named explicitly"
+        );
+        let b = AllowedTargets(vec!["http://".into()]);
+        assert!(!b.problems().is_empty(), "no host");
+        let c = AllowedTargets(vec!["http://169.254.169.254.nip.io/".into()]);
+        // A prefix must end its host with a path: "https://a.example" would
+        // also match "https://a.example.evil.net/".
+        assert!(!AllowedTargets(vec!["https://a.example".into()])
+            .problems()
+            .is_empty());
+        let any_port = AllowedTargets(vec!["http://127.0.0.1:".into()]);
+        assert!(any_port.problems().is_empty());
+        assert_eq!(any_port.refuse("http://127.0.0.1:4567/hook"), None);
+        assert!(c.refuse("http://169.254.169.254/latest").is_some());
+        assert!(AllowedTargets::default()
+            .refuse("http://x/")
+            .unwrap()
+            .contains("empty"));
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::ffff:127.0.0.1",
+            "100.100.100.200",
+        ] {
+            assert!(sensitive(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.0.1", "8.8.8.8", "2001:db8::1"] {
+            assert!(!sensitive(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_loopback_are_refused() {
+        use reqwest::dns::Resolve;
+        let g = AllowedTargets(vec!["http://localhost:1/".into()]).guard();
+        let err = match g.resolve("localhost".parse().unwrap()).await {
+            Ok(_) => panic!("localhost resolved"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("refused"), "{err}");
+    }
+}
