@@ -133,6 +133,7 @@ impl Alerts {
                     {
                         if spec.actions.get(d.target) == old.spec.actions.get(d.target) {
                             r.deliveries.push(d.clone());
+                            r.bound();
                         } else {
                             tracing::warn!(rollout = %id, delivery = %d.id, action = d.action.as_str(), url = %crate::spec::redact_url(&d.url), "pending delivery dropped: its action was changed in the config");
                         }
@@ -469,6 +470,7 @@ impl Alerts {
                 if !new.is_empty() {
                     tracing::info!(rollout = %r.id, action = action.as_str(), deliveries = new.len(), "action queued");
                     r.deliveries.extend(new);
+                    r.bound();
                     queued = true;
                 }
             }
@@ -542,6 +544,7 @@ pub(crate) fn transition(r: &mut Rollout, to: Phase, reason: String, at: DateTim
     });
     r.phase = to;
     r.phase_since = at;
+    r.bound();
 }
 
 /// Tells the collector the versions of the live rollouts compared by version.

@@ -15,6 +15,10 @@ use std::collections::VecDeque;
 pub const HISTORY_LIMIT: usize = 360;
 /// Flagger hook calls kept per rollout.
 pub const CALLS_LIMIT: usize = 200;
+/// State transitions kept per rollout (oldest dropped first, counted).
+pub const TRANSITIONS_LIMIT: usize = 200;
+/// Finished deliveries kept per rollout (pending ones are never dropped).
+pub const DELIVERIES_LIMIT: usize = 100;
 
 /// Where a rollout was declared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +167,13 @@ pub struct Rollout {
     pub deliveries: Vec<Delivery>,
     #[serde(default)]
     pub hook_calls: VecDeque<HookCall>,
+    /// Transitions and finished deliveries dropped by the limits above.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Rollout {
@@ -181,6 +192,30 @@ impl Rollout {
             history: VecDeque::new(),
             deliveries: Vec::new(),
             hook_calls: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Drops the oldest transitions and finished deliveries beyond the limits.
+    pub fn bound(&mut self) {
+        if self.transitions.len() > TRANSITIONS_LIMIT {
+            let n = self.transitions.len() - TRANSITIONS_LIMIT;
+            self.transitions.drain(..n);
+            self.dropped += n as u64;
+        }
+        let finished = |d: &Delivery| d.status != DeliveryStatus::Pending;
+        let mut excess = self.deliveries.len().saturating_sub(DELIVERIES_LIMIT);
+        if excess > 0 {
+            let before = self.deliveries.len();
+            self.deliveries.retain(|d| {
+                if excess > 0 && finished(d) {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.dropped += (before - self.deliveries.len()) as u64;
         }
     }
 
@@ -216,5 +251,56 @@ impl Rollout {
             deliveries,
             ..self.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn transitions_and_finished_deliveries_are_bounded_and_counted() {
+        let spec: crate::RolloutSpec = serde_json::from_value(serde_json::json!({
+            "service": "s", "baseline": "a", "canary": "b"
+        }))
+        .unwrap();
+        let now = Utc::now();
+        let mut r = Rollout::new("r".into(), Origin::Api, spec, now);
+        for _ in 0..TRANSITIONS_LIMIT + 5 {
+            r.transitions.push(Transition {
+                at: now,
+                from: Phase::WaitingForData,
+                to: Phase::Analyzing,
+                reason: String::new(),
+            });
+        }
+        let d = |status| Delivery {
+            id: "d".into(),
+            action: ActionKind::Pause,
+            target: 0,
+            target_type: "webhook".into(),
+            method: "POST".into(),
+            url: "http://x/".into(),
+            content_type: "application/json".into(),
+            body: String::new(),
+            signature: None,
+            created_at: now,
+            status,
+            next_attempt_at: now,
+            attempts: Vec::new(),
+        };
+        r.deliveries.push(d(DeliveryStatus::Pending));
+        for _ in 0..DELIVERIES_LIMIT + 10 {
+            r.deliveries.push(d(DeliveryStatus::Delivered));
+        }
+        r.bound();
+        assert_eq!(r.transitions.len(), TRANSITIONS_LIMIT);
+        assert_eq!(r.deliveries.len(), DELIVERIES_LIMIT);
+        assert_eq!(
+            r.deliveries[0].status,
+            DeliveryStatus::Pending,
+            "pending kept"
+        );
+        assert_eq!(r.dropped, 5 + 11);
     }
 }

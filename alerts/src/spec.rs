@@ -56,6 +56,9 @@ pub enum PolicyRef {
     Inline(Box<Policy>),
 }
 
+/// Actions a rollout may have.
+pub const MAX_ACTIONS: usize = 16;
+
 /// Where an action goes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
@@ -163,6 +166,12 @@ impl RolloutSpec {
     /// Every problem with the spec, for one precise error.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        if self.actions.len() > MAX_ACTIONS {
+            p.push(format!(
+                "{} actions: at most {MAX_ACTIONS} per rollout",
+                self.actions.len()
+            ));
+        }
         if self.flagger.is_none() {
             let sel = graylens_analyzer::Selector {
                 service: self.service.clone(),

@@ -204,6 +204,10 @@ fn every_endpoint_answers_each_credential_with_the_exact_status() {
     assert_eq!(call("POST", &hook, None, Some(body(Some("nope")))).0, 401);
     assert_eq!(call("POST", &hook, Some(OPS), Some(body(None))).0, 200);
     assert_eq!(call("POST", &hook, None, Some(body(Some(OPS)))).0, 200);
+    // Bounded input: an oversized canary name is refused, not stored.
+    let mut long = body(None);
+    long["name"] = json!("x".repeat(300));
+    assert_eq!(call("POST", &hook, Some(OPS), Some(long)).0, 400);
     // The token given in the body is never kept or shown.
     let (_, r) = call("GET", &api("/api/v1/rollouts"), Some(READ), None);
     let shown = r.text().unwrap();

@@ -59,6 +59,32 @@ async fn inner(
         )
     })?;
     let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    // Bounded: names as Kubernetes allows them, a checksum, a few metadata entries.
+    let too_long = [
+        ("name", &req.name, 253),
+        ("namespace", &req.namespace, 253),
+        ("phase", &req.phase, 64),
+        ("checksum", &req.checksum, 256),
+    ]
+    .into_iter()
+    .filter(|(_, v, max)| v.len() > *max)
+    .map(|(k, _, max)| format!("`{k}` is longer than {max} bytes"))
+    .chain((req.metadata.len() > 32).then(|| "`metadata` has more than 32 entries".to_string()))
+    .chain(
+        req.metadata
+            .iter()
+            .filter(|(k, v)| k.len() > 256 || v.len() > 4096)
+            .map(|(k, _)| {
+                format!(
+                    "metadata entry {:?} is longer than 256 bytes (key) or 4096 (value)",
+                    k.chars().take(64).collect::<String>()
+                )
+            }),
+    )
+    .collect::<Vec<_>>();
+    if !too_long.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, too_long.join("; ")));
+    }
     if req.name.is_empty() || req.namespace.is_empty() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
