@@ -50,7 +50,8 @@ pub const INSTANCE_ATTRIBUTES: [&str; 3] = ["k8s.pod.name", "service.instance.id
 /// failed, so their error *rate* says nothing. For them the canary's errors
 /// per request with the value are held to the baseline's, and a value is
 /// listed when it holds more of the excess than of the baseline's errors.
-pub const ERROR_ATTRIBUTES: [&str; 3] = ["exception.type", "error.type", "http.response.status_code"];
+pub const ERROR_ATTRIBUTES: [&str; 3] =
+    ["exception.type", "error.type", "http.response.status_code"];
 
 /// The attributes explained by default.
 pub fn default_attributes() -> Vec<String> {
