@@ -271,94 +271,81 @@ pub fn explain(obs: &Observations, alpha: f64, limit: usize) -> Vec<Explanation>
                 _ => whole_b,
             };
             let share_of_requests = fc.requests as f64 / nc as f64;
+            // A candidate holding at least a tenth of the excess; listed when
+            // it holds a quarter and 10 points more than `beat`.
+            let mut push = |metric: &str,
+                            baseline: f64,
+                            canary: f64,
+                            share: f64,
+                            beat: f64,
+                            p: &dyn Fn() -> f64| {
+                if share >= 0.1 {
+                    cands.push(Candidate {
+                        listed: share >= 0.25 && share > beat + 0.1,
+                        raw_p: p(),
+                        e: Explanation {
+                            attribute: attribute.clone(),
+                            value: value.clone(),
+                            metric: metric.into(),
+                            baseline: Some(baseline),
+                            canary: Some(canary),
+                            share_of_excess: share.min(1.0),
+                            share_of_requests,
+                            p_value: 1.0,
+                            kind,
+                        },
+                    });
+                }
+            };
             if excess_errors > 0.0 && ERROR_ATTRIBUTES.contains(&attribute.as_str()) {
                 // Errors with this value per request, canary against baseline.
                 let eb = base_values.get(value).map_or(0, |f| f.errors);
                 let r = eb as f64 / nb as f64;
                 let share = (fc.errors as f64 - nc as f64 * r) / excess_errors;
                 let of_baseline = eb as f64 / b.total.errors.max(1) as f64;
-                if share >= 0.1 {
-                    let p = fisher_exact(
-                        [[fc.errors, nc - fc.errors], [eb, nb - eb]],
-                        Alternative::Greater,
-                    )
-                    .p_value;
-                    cands.push(Candidate {
-                        listed: share >= 0.25 && share > of_baseline + 0.1,
-                        raw_p: p,
-                        e: Explanation {
-                            attribute: attribute.clone(),
-                            value: value.clone(),
-                            metric: "errors_per_request".into(),
-                            baseline: Some(r),
-                            canary: Some(fc.errors as f64 / nc as f64),
-                            share_of_excess: share.min(1.0),
-                            share_of_requests,
-                            p_value: 1.0,
-                            kind,
-                        },
-                    });
-                }
+                push(
+                    "errors_per_request",
+                    r,
+                    fc.errors as f64 / nc as f64,
+                    share,
+                    of_baseline,
+                    &|| {
+                        fisher_exact(
+                            [[fc.errors, nc - fc.errors], [eb, nb - eb]],
+                            Alternative::Greater,
+                        )
+                        .p_value
+                    },
+                );
             } else if excess_errors > 0.0 {
                 let r = reference.errors as f64 / reference.requests.max(1) as f64;
-                let excess = fc.errors as f64 - fc.requests as f64 * r;
-                let share = excess / excess_errors;
-                if share >= 0.1 {
-                    let p = fisher_exact(
+                let share = (fc.errors as f64 - fc.requests as f64 * r) / excess_errors;
+                let canary = fc.errors as f64 / fc.requests as f64;
+                push("error_rate", r, canary, share, share_of_requests, &|| {
+                    fisher_exact(
                         [
                             [fc.errors, fc.requests - fc.errors],
                             [reference.errors, reference.requests - reference.errors],
                         ],
                         Alternative::Greater,
                     )
-                    .p_value;
-                    cands.push(Candidate {
-                        listed: share >= 0.25 && share > share_of_requests + 0.1,
-                        raw_p: p,
-                        e: Explanation {
-                            attribute: attribute.clone(),
-                            value: value.clone(),
-                            metric: "error_rate".into(),
-                            baseline: Some(r),
-                            canary: Some(fc.errors as f64 / fc.requests as f64),
-                            share_of_excess: share.min(1.0),
-                            share_of_requests,
-                            p_value: 1.0,
-                            kind,
-                        },
-                    });
-                }
+                    .p_value
+                });
             }
             if excess_latency > 0.0 {
                 let (Some(mc), Some(mb)) = (mean(fc), mean(&reference)) else {
                     continue;
                 };
-                let excess = fc.requests as f64 * (mc - mb);
-                let share = excess / excess_latency;
-                if share >= 0.1 {
-                    let p = welch_from_moments(
+                let share = fc.requests as f64 * (mc - mb) / excess_latency;
+                push("latency_mean_ms", mb, mc, share, share_of_requests, &|| {
+                    welch_from_moments(
                         fc.ln_moments(),
                         reference.ln_moments(),
                         Alternative::Greater,
                         0.95,
                     )
-                    .map_or(1.0, |w| w.p_value);
-                    cands.push(Candidate {
-                        listed: share >= 0.25 && share > share_of_requests + 0.1,
-                        raw_p: p,
-                        e: Explanation {
-                            attribute: attribute.clone(),
-                            value: value.clone(),
-                            metric: "latency_mean_ms".into(),
-                            baseline: Some(mb),
-                            canary: Some(mc),
-                            share_of_excess: share.min(1.0),
-                            share_of_requests,
-                            p_value: 1.0,
-                            kind,
-                        },
-                    });
-                }
+                    .map_or(1.0, |w| w.p_value)
+                });
             }
         }
     }

@@ -11,7 +11,7 @@ use super::columns::{
     PerService, ResourceView,
 };
 use super::dict::DictBuilder;
-use super::spans::{resource_attrs, scope_name};
+use super::envelope::{each_child, read_resource, read_scope, Envelope};
 use super::{Converted, Rejections};
 use crate::schema::LOGS;
 use crate::wire::{any_value, key_value, AnyRef, Fields, Kv, WireError};
@@ -113,49 +113,28 @@ struct Walk<'c, 'a> {
     resources: u32,
 }
 
+/// Field names of the log envelope, for errors.
+const NAMES: Envelope = Envelope {
+    resource: "ResourceLogs.resource",
+    resource_schema: "ResourceLogs.schema_url",
+    scopes: "ResourceLogs.scope_logs",
+    scope: "ScopeLogs.scope",
+    scope_schema: "ScopeLogs.schema_url",
+    records: "ScopeLogs.log_records",
+};
+
 impl<'c, 'a> Walk<'c, 'a> {
     fn resource_logs(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
         let mut kvs = Vec::new();
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            match n {
-                1 => resource_attrs(v.bytes("ResourceLogs.resource")?, &mut kvs)?,
-                3 => {
-                    v.str("ResourceLogs.schema_url")?;
-                }
-                _ => {}
-            }
-        }
+        read_resource(buf, &NAMES, &mut kvs)?;
         self.resources += 1;
         let res = ResourceView::from_wire(self.resources, &kvs, self.ctx, &mut self.cuts);
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            if n == 2 {
-                self.scope_logs(v.bytes("ResourceLogs.scope_logs")?, &res)?;
-            }
-        }
-        Ok(())
+        each_child(buf, NAMES.scopes, |scope| self.scope_logs(scope, &res))
     }
 
     fn scope_logs(&mut self, buf: &'a [u8], res: &ResourceView<'_>) -> Result<(), WireError> {
-        let mut scope = "";
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            match n {
-                1 => scope = scope_name(v.bytes("ScopeLogs.scope")?)?,
-                3 => {
-                    v.str("ScopeLogs.schema_url")?;
-                }
-                _ => {}
-            }
-        }
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            if n == 2 {
-                self.record(v.bytes("ScopeLogs.log_records")?, scope, res)?;
-            }
-        }
-        Ok(())
+        let scope = read_scope(buf, &NAMES)?;
+        each_child(buf, NAMES.records, |record| self.record(record, scope, res))
     }
 
     fn record(

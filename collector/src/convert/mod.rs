@@ -9,6 +9,7 @@
 
 mod columns;
 pub mod dict;
+mod envelope;
 mod logs;
 mod metrics;
 mod spans;

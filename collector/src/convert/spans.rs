@@ -12,6 +12,7 @@ use super::columns::{
     PerService, ResourceView,
 };
 use super::dict::DictBuilder;
+use super::envelope::{each_child, read_resource, read_scope, Envelope};
 use super::{Converted, Rejections};
 use crate::attribution::Attrs;
 use crate::schema::SPANS;
@@ -133,87 +134,28 @@ struct Walk<'c, 'a> {
     resources: u32,
 }
 
-/// The attributes of a `Resource` or `InstrumentationScope` message (both
-/// keep them in field 1 and 3 respectively); other fields are checked.
-pub(crate) fn resource_attrs<'a>(buf: &'a [u8], out: &mut Vec<Kv<'a>>) -> Result<(), WireError> {
-    let mut f = Fields::new(buf);
-    while let Some((n, v)) = f.next_field()? {
-        match n {
-            1 => out.push(key_value(v.bytes("Resource.attributes")?, 0)?),
-            2 => {
-                v.varint("Resource.dropped_attributes_count")?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// The name of an `InstrumentationScope`; the rest is checked.
-pub(crate) fn scope_name(buf: &[u8]) -> Result<&str, WireError> {
-    let mut f = Fields::new(buf);
-    let mut name = "";
-    while let Some((n, v)) = f.next_field()? {
-        match n {
-            1 => name = v.str("InstrumentationScope.name")?,
-            2 => {
-                v.str("InstrumentationScope.version")?;
-            }
-            3 => {
-                key_value(v.bytes("InstrumentationScope.attributes")?, 0)?;
-            }
-            4 => {
-                v.varint("InstrumentationScope.dropped_attributes_count")?;
-            }
-            _ => {}
-        }
-    }
-    Ok(name)
-}
+/// Field names of the trace envelope, for errors.
+const NAMES: Envelope = Envelope {
+    resource: "ResourceSpans.resource",
+    resource_schema: "ResourceSpans.schema_url",
+    scopes: "ResourceSpans.scope_spans",
+    scope: "ScopeSpans.scope",
+    scope_schema: "ScopeSpans.schema_url",
+    records: "ScopeSpans.spans",
+};
 
 impl<'c, 'a> Walk<'c, 'a> {
     fn resource_spans(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
         let mut kvs = Vec::new();
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            match n {
-                1 => resource_attrs(v.bytes("ResourceSpans.resource")?, &mut kvs)?,
-                3 => {
-                    v.str("ResourceSpans.schema_url")?;
-                }
-                _ => {}
-            }
-        }
+        read_resource(buf, &NAMES, &mut kvs)?;
         self.resources += 1;
         let res = ResourceView::from_wire(self.resources, &kvs, self.ctx, &mut self.cuts);
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            if n == 2 {
-                self.scope_spans(v.bytes("ResourceSpans.scope_spans")?, &res)?;
-            }
-        }
-        Ok(())
+        each_child(buf, NAMES.scopes, |scope| self.scope_spans(scope, &res))
     }
 
     fn scope_spans(&mut self, buf: &'a [u8], res: &ResourceView<'_>) -> Result<(), WireError> {
-        let mut scope = "";
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            match n {
-                1 => scope = scope_name(v.bytes("ScopeSpans.scope")?)?,
-                3 => {
-                    v.str("ScopeSpans.schema_url")?;
-                }
-                _ => {}
-            }
-        }
-        let mut f = Fields::new(buf);
-        while let Some((n, v)) = f.next_field()? {
-            if n == 2 {
-                self.span(v.bytes("ScopeSpans.spans")?, scope, res)?;
-            }
-        }
-        Ok(())
+        let scope = read_scope(buf, &NAMES)?;
+        each_child(buf, NAMES.records, |span| self.span(span, scope, res))
     }
 
     fn span(
