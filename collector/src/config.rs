@@ -126,6 +126,11 @@ pub struct LimitsConfig {
     /// Records dated more than this into the future are rejected (partial
     /// success), so a clock gone wrong cannot pin data forever.
     pub max_future_skew_secs: u64,
+    /// Distinct services one request may carry. Every service's records
+    /// become an Arrow batch of their own, which costs a few KB even for
+    /// one record, so records of services beyond this are rejected
+    /// (partial success) instead of amplifying a small request.
+    pub max_services_per_request: usize,
 }
 
 impl Default for LimitsConfig {
@@ -134,6 +139,7 @@ impl Default for LimitsConfig {
             memory_bytes: 0,
             max_attribute_value_bytes: 8192,
             max_future_skew_secs: 300,
+            max_services_per_request: 1000,
         }
     }
 }
@@ -159,6 +165,12 @@ impl LimitsConfig {
             out.push(format!(
                 "limits.max_attribute_value_bytes = {} is below the minimum of 64",
                 self.max_attribute_value_bytes
+            ));
+        }
+        if self.max_services_per_request == 0 || self.max_services_per_request > 100_000 {
+            out.push(format!(
+                "limits.max_services_per_request = {} is outside 1..=100000",
+                self.max_services_per_request
             ));
         }
         out

@@ -31,9 +31,18 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
-/// Arrow bytes allowed per input byte, plus a fixed allowance.
+/// Arrow bytes allowed per input byte, plus a fixed allowance, plus an
+/// allowance per batch: each service of a request gets a batch of its own,
+/// whose empty-ish columns cost a few KB however small the input (at most
+/// `limits.max_services_per_request` of them).
 pub const MAX_AMPLIFICATION: usize = 64;
 pub const FIXED_ALLOWANCE: usize = 1 << 20;
+pub const BATCH_ALLOWANCE: usize = 12 << 10;
+
+/// The most Arrow bytes `input` bytes may become as `batches` batches.
+pub fn arrow_bound(input: usize, batches: usize) -> usize {
+    input * MAX_AMPLIFICATION + FIXED_ALLOWANCE + batches * BATCH_ALLOWANCE
+}
 
 /// Outcome counts of a run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -383,15 +392,31 @@ pub fn run(seed: u64, cases: u64) -> Tally {
                 let mem = c.memory_bytes();
                 let ratio = (mem as u64 * 1000) / (input.max(1) as u64);
                 t.worst_ratio_milli = t.worst_ratio_milli.max(ratio);
-                assert!(
-                    mem <= input * MAX_AMPLIFICATION + FIXED_ALLOWANCE,
-                    "seed {seed} case {case}: {input} bytes became {mem} bytes of Arrow"
-                );
+                if mem > arrow_bound(input, c.batches.len()) {
+                    let kept = keep_case(seed, case, signal, mode, &bytes);
+                    panic!(
+                        "seed {seed} case {case}: {input} bytes of {} (mode {mode}) became \
+                         {mem} bytes of Arrow; input kept in {kept}",
+                        signal.name()
+                    );
+                }
             }
             Err(_) => t.refused += 1,
         }
     }
     t
+}
+
+/// Writes a failing case's input where it can be replayed from.
+fn keep_case(seed: u64, case: u64, signal: Signal, mode: u8, bytes: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!(
+        "graylens-fuzz-{seed}-{case}-{}-mode{mode}.pb",
+        signal.name()
+    ));
+    match std::fs::write(&path, bytes) {
+        Ok(()) => path.display().to_string(),
+        Err(e) => format!("(nowhere: {e})"),
+    }
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -425,6 +450,111 @@ fn json_protobuf(signal: Signal, json: &[u8]) -> Result<Vec<u8>, crate::ingest::
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// One resource per service, each with one minimal record: the shape
+    /// that costs the most Arrow per input byte.
+    fn tiny_services(signal: Signal, n: usize) -> Vec<u8> {
+        let res = |i: usize| {
+            Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(format!("s{i}"))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+        };
+        match signal {
+            Signal::Traces => ExportTraceServiceRequest {
+                resource_spans: (0..n)
+                    .map(|i| ResourceSpans {
+                        resource: res(i),
+                        scope_spans: vec![ScopeSpans {
+                            spans: vec![Span {
+                                trace_id: vec![1; 16],
+                                span_id: vec![1; 8],
+                                start_time_unix_nano: 1_700_000_000_000_000_000,
+                                end_time_unix_nano: 1_700_000_000_000_000_001,
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+            .encode_to_vec(),
+            Signal::Logs => ExportLogsServiceRequest {
+                resource_logs: (0..n)
+                    .map(|i| ResourceLogs {
+                        resource: res(i),
+                        scope_logs: vec![ScopeLogs {
+                            log_records: vec![LogRecord::default()],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceRequest {
+                resource_metrics: (0..n)
+                    .map(|i| ResourceMetrics {
+                        resource: res(i),
+                        scope_metrics: vec![ScopeMetrics {
+                            metrics: vec![Metric {
+                                name: "m".into(),
+                                data: Some(Data::Gauge(Gauge {
+                                    data_points: vec![NumberDataPoint {
+                                        time_unix_nano: 1_700_000_000_000_000_000,
+                                        ..Default::default()
+                                    }],
+                                })),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn many_tiny_services_stay_within_the_bound() {
+        let attributor = Attributor::new(Default::default());
+        let limits = LimitsConfig::default();
+        let ctx = Ctx {
+            attributor: &attributor,
+            limits: &limits,
+            received_ns: 1_700_000_500_000_000_000,
+        };
+        for signal in Signal::ALL {
+            for n in [1, 10, 1_000, 5_000] {
+                let pb = tiny_services(signal, n);
+                let c = convert(signal, &pb, &ctx).expect("valid");
+                let mem = c.memory_bytes();
+                let kept = n.min(limits.max_services_per_request);
+                assert_eq!(c.batches.len(), kept);
+                assert_eq!(c.rows(), kept);
+                assert_eq!(c.rejections.total() as usize, n - kept);
+                if n > kept {
+                    let msg = c.rejections.message("records").expect("a reason");
+                    assert!(msg.contains("limits.max_services_per_request"), "{msg}");
+                }
+                assert!(mem <= arrow_bound(pb.len(), kept));
+                // Builders start empty: one record costs a few KB, not the
+                // 1,024 slots per column a default Arrow builder reserves.
+                assert!(mem <= kept * BATCH_ALLOWANCE, "{mem} for {kept}");
+            }
+        }
+    }
+
     #[test]
     fn a_slice_of_generated_and_mutated_requests() {
         let t = super::run(0x5eed, 3_000);

@@ -42,6 +42,10 @@ impl Ctx<'_> {
     pub fn max_value(&self) -> usize {
         self.limits.max_attribute_value_bytes
     }
+
+    pub fn max_services(&self) -> usize {
+        self.limits.max_services_per_request
+    }
 }
 
 /// `s` cut to at most `max` bytes on a character boundary; counts the cut.
@@ -312,6 +316,10 @@ pub(crate) trait Columns: Default {
     fn finish(self) -> Result<RecordBatch, ArrowError>;
 }
 
+/// Partial-success reason for records past `limits.max_services_per_request`.
+pub(crate) const TOO_MANY_SERVICES: &str =
+    "of services beyond the limits.max_services_per_request distinct services one request may carry";
+
 /// One set of columns per service, so every batch holds one service: the
 /// store and the comparisons skip whole batches of other services.
 pub(crate) struct PerService<C> {
@@ -331,11 +339,14 @@ impl<C: Columns> Default for PerService<C> {
 }
 
 impl<C: Columns> PerService<C> {
-    pub fn get(&mut self, service: &str) -> &mut C {
+    /// The columns of `service`; `None` when it would be service number
+    /// `max + 1` of the request (reject its records with [`TOO_MANY_SERVICES`]).
+    pub fn get(&mut self, service: &str, max: usize) -> Option<&mut C> {
         let i = match self.last {
             Some(i) if self.index.get(service) == Some(&i) => i,
             _ => match self.index.get(service) {
                 Some(&i) => i,
+                None if self.cols.len() >= max => return None,
                 None => {
                     self.cols.push(C::default());
                     self.index.insert(service.to_string(), self.cols.len() - 1);
@@ -344,7 +355,7 @@ impl<C: Columns> PerService<C> {
             },
         };
         self.last = Some(i);
-        &mut self.cols[i]
+        Some(&mut self.cols[i])
     }
 
     pub fn finish(self) -> Result<Vec<RecordBatch>, ArrowError> {

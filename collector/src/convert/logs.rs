@@ -8,7 +8,7 @@
 
 use super::columns::{
     identity_problem, ns, truncate, utc, utc_opt, AttributionCols, AttrsCol, Columns, Ctx, IdCol,
-    PerService, ResourceView,
+    PerService, ResourceView, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
@@ -198,7 +198,10 @@ impl<'c, 'a> Walk<'c, 'a> {
         }
         let max = self.ctx.max_value();
         let cuts = &mut self.cuts;
-        let c = self.batches.get(&who.service_name);
+        let Some(c) = self.batches.get(&who.service_name, self.ctx.max_services()) else {
+            self.rej.add(TOO_MANY_SERVICES, 1);
+            return Ok(());
+        };
         c.time.push(t);
         c.observed.push((l.observed != 0).then(|| ns(l.observed)));
         c.attribution.push(&who, max, cuts);

@@ -2,7 +2,7 @@
 
 use super::columns::{
     identity_problem, ns, truncate, utc_built, AttributionCols, AttrsCol, Columns, Ctx, PerService,
-    ResourceView,
+    ResourceView, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::{Converted, Rejections};
@@ -86,32 +86,34 @@ where
     }
 }
 
+// Builders start empty: a one-point batch must not hold 1,024 slots per
+// column (`::new()`), or many small services amplify a request.
 impl Default for MetricCols {
     fn default() -> Self {
         Self {
-            time: TimestampNanosecondBuilder::new(),
-            start: TimestampNanosecondBuilder::new(),
+            time: TimestampNanosecondBuilder::with_capacity(0),
+            start: TimestampNanosecondBuilder::with_capacity(0),
             attribution: AttributionCols::default(),
             name: DictBuilder::default(),
             kind: DictBuilder::default(),
             unit: DictBuilder::default(),
-            monotonic: BooleanBuilder::new(),
-            temporality: Int32Builder::new(),
-            value: Float64Builder::new(),
-            count: UInt64Builder::new(),
-            sum: Float64Builder::new(),
-            min: Float64Builder::new(),
-            max: Float64Builder::new(),
-            bounds: ListBuilder::new(Float64Builder::new()),
-            counts: ListBuilder::new(UInt64Builder::new()),
-            exp_scale: Int32Builder::new(),
-            exp_zero: UInt64Builder::new(),
-            exp_pos_offset: Int32Builder::new(),
-            exp_pos_counts: ListBuilder::new(UInt64Builder::new()),
-            exp_neg_offset: Int32Builder::new(),
-            exp_neg_counts: ListBuilder::new(UInt64Builder::new()),
-            quantiles: ListBuilder::new(Float64Builder::new()),
-            quantile_values: ListBuilder::new(Float64Builder::new()),
+            monotonic: BooleanBuilder::with_capacity(0),
+            temporality: Int32Builder::with_capacity(0),
+            value: Float64Builder::with_capacity(0),
+            count: UInt64Builder::with_capacity(0),
+            sum: Float64Builder::with_capacity(0),
+            min: Float64Builder::with_capacity(0),
+            max: Float64Builder::with_capacity(0),
+            bounds: ListBuilder::with_capacity(Float64Builder::with_capacity(0), 0),
+            counts: ListBuilder::with_capacity(UInt64Builder::with_capacity(0), 0),
+            exp_scale: Int32Builder::with_capacity(0),
+            exp_zero: UInt64Builder::with_capacity(0),
+            exp_pos_offset: Int32Builder::with_capacity(0),
+            exp_pos_counts: ListBuilder::with_capacity(UInt64Builder::with_capacity(0), 0),
+            exp_neg_offset: Int32Builder::with_capacity(0),
+            exp_neg_counts: ListBuilder::with_capacity(UInt64Builder::with_capacity(0), 0),
+            quantiles: ListBuilder::with_capacity(Float64Builder::with_capacity(0), 0),
+            quantile_values: ListBuilder::with_capacity(Float64Builder::with_capacity(0), 0),
             scope: DictBuilder::default(),
             attrs: AttrsCol::default(),
             res_attrs: AttrsCol::default(),
@@ -274,8 +276,10 @@ pub fn metrics_to_batches(
                             unit: &m.unit,
                             scope,
                         };
-                        out.get(&who.service_name)
-                            .push(&who, &names, &res, p, max, &mut cuts);
+                        match out.get(&who.service_name, ctx.max_services()) {
+                            Some(c) => c.push(&who, &names, &res, p, max, &mut cuts),
+                            None => rej.add(TOO_MANY_SERVICES, 1),
+                        }
                     }
                 };
                 match &m.data {

@@ -9,7 +9,7 @@
 
 use super::columns::{
     identity_problem, ns, truncate, utc, AttributionCols, AttrsCol, Columns, Ctx, IdCol,
-    PerService, ResourceView,
+    PerService, ResourceView, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
@@ -207,7 +207,10 @@ impl<'c, 'a> Walk<'c, 'a> {
         }
         let max = self.ctx.max_value();
         let cuts = &mut self.cuts;
-        let c = self.batches.get(&who.service_name);
+        let Some(c) = self.batches.get(&who.service_name, self.ctx.max_services()) else {
+            self.rej.add(TOO_MANY_SERVICES, 1);
+            return Ok(());
+        };
         c.time.push(ns(s.start));
         c.duration.push(ns(s.end - s.start));
         c.trace_id.push(s.trace_id);
