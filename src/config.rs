@@ -86,7 +86,10 @@ impl AnalysisConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsSection {
-    /// Seconds between two judgements of each rollout.
+    /// Seconds between two judgements of each rollout. A look costs the
+    /// data that arrived since the last one (incremental judging) and the
+    /// tests are anytime-valid, so looking every second is both cheap and
+    /// safe: the time to a verdict is set by the evidence, not the clock.
     pub interval_secs: f64,
     /// Pause a rollout whose verdict stays inconclusive this long; 0 never does.
     pub pause_after_inconclusive_secs: u64,
@@ -110,7 +113,7 @@ pub struct AlertsSection {
 impl Default for AlertsSection {
     fn default() -> Self {
         Self {
-            interval_secs: 10.0,
+            interval_secs: 1.0,
             pause_after_inconclusive_secs: 1800,
             pause_on_sample_ratio_mismatch: true,
             delivery_timeout_secs: 10.0,
@@ -187,6 +190,9 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Worker threads of the query runtime, kept apart from ingestion.
     pub query_threads: usize,
+    /// Connections that have not sent a request's headers within this many
+    /// seconds are closed (slow or idle clients).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -194,6 +200,7 @@ impl Default for HttpConfig {
         Self {
             addr: ([127, 0, 0, 1], 4319).into(),
             query_threads: 2,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -231,6 +238,12 @@ impl Config {
                 "otlp.max_message_bytes = {} must be at most a quarter of the memory limit ({memory} bytes, limits.memory_bytes): \
                  a request that can never be admitted would be refused forever",
                 self.otlp.max_message_bytes
+            ));
+        }
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs) {
+            out.push(format!(
+                "http.header_read_timeout_secs = {} is outside 1..=3600",
+                self.http.header_read_timeout_secs
             ));
         }
         if self.pipeline.queue_capacity == 0 {

@@ -191,7 +191,12 @@ pub async fn serve(
         cfg.otlp.retry_after_secs,
         auth.clone(),
     );
-    let http_task = tokio::spawn(http::serve(otlp_http_l, http_router, shutdown.clone()));
+    let http_task = tokio::spawn(http::serve(
+        otlp_http_l,
+        http_router,
+        shutdown.clone(),
+        cfg.otlp.header_read_timeout(),
+    ));
     // The engine judges on its own runtime, never on the ingest or query one.
     let alerts_stop = CancellationToken::new();
     let engine = rt.judge.spawn(supervise_alerts(
@@ -212,7 +217,12 @@ pub async fn serve(
         },
         auth,
     });
-    let api_task = tokio::spawn(http::serve(api_l, api, shutdown.clone()));
+    let api_task = tokio::spawn(http::serve(
+        api_l,
+        api,
+        shutdown.clone(),
+        std::time::Duration::from_secs(cfg.http.header_read_timeout_secs),
+    ));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));
     drop(ingestor);
 

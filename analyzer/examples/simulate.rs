@@ -2,8 +2,9 @@
 //! good canary, and how fast it catches a bad one.
 //!
 //! Traffic arrives at `rps` requests per second, a share of it to the
-//! canary; every 10 s the judge (default policy, whole rollout as window)
-//! gives a verdict on everything seen so far, for up to `--hours` (1). A run
+//! canary; every `--tick` seconds (1, the default `alerts.interval_secs`)
+//! the judge (default policy, whole rollout as window) gives a verdict on
+//! everything seen so far, for up to `--hours` (1). A run
 //! "fails" at its first `fail` verdict. Latencies are log-normal (median
 //! 20 ms, σ = 0.5) rounded to whole milliseconds (ties); errors 1%.
 //!
@@ -94,7 +95,7 @@ fn run(
     change: Change,
     rps: u64,
     share: f64,
-    horizon_s: u64,
+    (horizon_s, tick_s): (u64, u64),
     policy: &Policy,
     naive: bool,
 ) -> (Option<u64>, Option<u64>, bool) {
@@ -102,10 +103,9 @@ fn run(
     let mut passed = None;
     let mut obs = Observations::default();
     let mut naive_fired = false;
-    const TICK: u64 = 10;
-    for tick in 1..=horizon_s / TICK {
-        for i in 0..rps * TICK {
-            let t = (tick - 1) as f64 * TICK as f64 + i as f64 / rps as f64;
+    for tick in 1..=horizon_s / tick_s {
+        for i in 0..rps * tick_s {
+            let t = (tick - 1) as f64 * tick_s as f64 + i as f64 / rps as f64;
             let canary = rng.uniform() < share;
             let side = if canary {
                 &mut obs.canary
@@ -130,8 +130,8 @@ fn run(
             naive_fired = mwu < 0.05 || fisher < 0.05;
         }
         match judge(policy, &obs, ("baseline", "canary")).verdict.decision {
-            Decision::Fail => return (Some(tick * TICK), passed, naive_fired),
-            Decision::Pass if passed.is_none() => passed = Some(tick * TICK),
+            Decision::Fail => return (Some(tick * tick_s), passed, naive_fired),
+            Decision::Pass if passed.is_none() => passed = Some(tick * tick_s),
             _ => {}
         }
     }
@@ -169,6 +169,7 @@ fn main() {
     let runs = arg("--runs", 200);
     let horizon = arg("--hours", 1) * 3600;
     let threads = arg("--threads", 2).max(1);
+    let tick = arg("--tick", 1).max(1);
     let mut policy = Policy::default();
     // Experiments: `--k N` sets the prior concentration, `--only TEXT` keeps
     // the scenarios whose name contains TEXT, `--at RPS` one traffic level.
@@ -206,10 +207,15 @@ fn main() {
             m.tolerance_relative = t.parse().expect("--err-tol takes a number");
         }
     }
+    if let Some(t) = text("--err-abs") {
+        for m in policy.metrics.iter_mut().filter(|m| m.name == "error_rate") {
+            m.tolerance_absolute = t.parse().expect("--err-abs takes a number");
+        }
+    }
     let only = text("--only").unwrap_or_default();
     let at = arg("--at", 0);
     println!(
-        "seed {seed}; a verdict every 10 s for up to {horizon} s; default policy; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
+        "seed {seed}; a verdict every {tick} s for up to {horizon} s; default policy; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
     );
     println!("| scenario | rps | canary share | runs | runs failed (95% Clopper–Pearson) | median time to fail | p90 time to fail | runs reaching pass (before any fail) | median time to pass | naive peeking: runs failed |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -257,7 +263,17 @@ fn main() {
                     scope.spawn(move || {
                         (w..n)
                             .step_by(threads as usize)
-                            .map(|r| run(run_seed(r), change, rps, share, horizon, policy, naive))
+                            .map(|r| {
+                                run(
+                                    run_seed(r),
+                                    change,
+                                    rps,
+                                    share,
+                                    (horizon, tick),
+                                    policy,
+                                    naive,
+                                )
+                            })
                             .collect::<Vec<_>>()
                     })
                 })

@@ -21,6 +21,9 @@ pub struct ReceiverConfig {
     pub queue_wait_ms: u64,
     /// Seconds advertised in `Retry-After` when the pipeline is full.
     pub retry_after_secs: u32,
+    /// OTLP/HTTP connections that have not sent a request's headers
+    /// within this many seconds are closed (slow or idle clients).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for ReceiverConfig {
@@ -31,6 +34,7 @@ impl Default for ReceiverConfig {
             max_message_bytes: 64 * 1024 * 1024,
             queue_wait_ms: 2000,
             retry_after_secs: 1,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -40,6 +44,10 @@ impl ReceiverConfig {
         Duration::from_millis(self.queue_wait_ms)
     }
 
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
     /// Every problem with these settings, for the config validator.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -47,6 +55,12 @@ impl ReceiverConfig {
             out.push(format!(
                 "otlp.max_message_bytes = {} is below the minimum of 1024",
                 self.max_message_bytes
+            ));
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            out.push(format!(
+                "otlp.header_read_timeout_secs = {} is outside 1..=3600",
+                self.header_read_timeout_secs
             ));
         }
         if self.grpc_addr == self.http_addr && self.grpc_addr.port() != 0 {

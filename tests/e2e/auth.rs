@@ -312,3 +312,48 @@ fn no_tokens_and_a_non_loopback_address_refuse_to_start_unless_allowed() {
     );
     drop(out);
 }
+
+/// A client that opens a connection and never finishes its request's headers
+/// (slowloris) is disconnected after the header-read timeout on both HTTP
+/// listeners, while a well-behaved client is served.
+#[test]
+fn connections_that_never_finish_their_headers_are_closed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        "[otlp]\nheader_read_timeout_secs = 1\n[http]\nheader_read_timeout_secs = 1\n",
+    );
+    let host = |a: &str| {
+        let a = a.trim_start_matches("http://");
+        a.split('/').next().unwrap_or(a).to_string()
+    };
+    for (addr, path) in [
+        (host(&s.otlp_http), "/v1/traces"),
+        (host(&s.api), "/api/v1/health"),
+    ] {
+        let addr = addr.as_str();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        // The server answers (408) or just closes: either way the read ends.
+        let ended = conn.read_to_end(&mut buf);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
+            "{addr}: ended after {waited:?} with {ended:?}"
+        );
+        let answer = String::from_utf8_lossy(&buf);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{addr}: {answer}"
+        );
+    }
+    // A complete request is still served.
+    let health = reqwest::blocking::get(format!("http://{}/api/v1/health", host(&s.api))).unwrap();
+    assert_eq!(health.status(), 200);
+    s.stop();
+}
