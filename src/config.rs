@@ -29,6 +29,8 @@ pub struct Config {
     pub alerts: AlertsSection,
     /// Bearer tokens and their scopes.
     pub auth: AuthConfig,
+    /// TLS for the three listeners (and client certificates on OTLP).
+    pub tls: graylens_collector::tls::TlsConfig,
     /// Rollouts to watch from the start (`[[rollouts]]`, each with a `name`).
     pub rollouts: Vec<RolloutSpec>,
 }
@@ -254,6 +256,7 @@ impl Config {
             out.extend(e.iter().cloned());
         }
         out.extend(self.alerts.problems());
+        out.extend(self.tls.problems());
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.rollouts.iter().enumerate() {
             let at = match &r.name {

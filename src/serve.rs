@@ -163,6 +163,14 @@ pub async fn serve(
             );
         }
     }
+    let tls =
+        graylens_collector::tls::Tls::new(&cfg.tls).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+    if let Some(t) = &tls {
+        tracing::info!(
+            client_certificates = t.mutual(),
+            "TLS on OTLP/gRPC, OTLP/HTTP and the API"
+        );
+    }
     let bind = |a| async move {
         TcpListener::bind(a)
             .await
@@ -184,6 +192,7 @@ pub async fn serve(
         cfg.otlp.max_message_bytes,
         auth.clone(),
         shutdown.clone(),
+        tls.clone(),
     ));
     let http_router = http::router(
         ingestor.clone(),
@@ -196,6 +205,8 @@ pub async fn serve(
         http_router,
         shutdown.clone(),
         cfg.otlp.header_read_timeout(),
+        tls.clone()
+            .map(|t| (t, graylens_collector::tls::Listener::OtlpHttp)),
     ));
     // The engine judges on its own runtime, never on the ingest or query one.
     let alerts_stop = CancellationToken::new();
@@ -222,6 +233,7 @@ pub async fn serve(
         api,
         shutdown.clone(),
         std::time::Duration::from_secs(cfg.http.header_read_timeout_secs),
+        tls.map(|t| (t, graylens_collector::tls::Listener::Api)),
     ));
     let reporter = tokio::spawn(report(ingestor.clone(), store.clone(), shutdown.clone()));
     drop(ingestor);

@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::ExportTraceServiceRequest,
 };
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -237,9 +238,10 @@ pub async fn serve(
     max_message_bytes: usize,
     auth: crate::auth::Auth,
     shutdown: CancellationToken,
+    tls: Option<Arc<crate::tls::Tls>>,
 ) -> Result<(), tonic::transport::Error> {
-    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "OTLP/gRPC listening");
-    tonic::transport::Server::builder()
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), "OTLP/gRPC listening");
+    let router = tonic::transport::Server::builder()
         // Bounded work per connection: a client cannot open unlimited streams.
         .concurrency_limit_per_connection(256)
         .max_concurrent_streams(Some(256))
@@ -258,7 +260,59 @@ pub async fn serve(
             &ingestor,
             max_message_bytes,
             &auth,
-        ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-        .await
+        ));
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+        }
+        Some(tls) => {
+            let incoming = tls_incoming(listener, tls, shutdown.clone());
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+        }
+    }
+}
+
+/// Accepted connections after their TLS handshake (each handshake on its own
+/// task, at most 10 s, so a slow client cannot hold up the others).
+fn tls_incoming(
+    listener: TcpListener,
+    tls: Arc<crate::tls::Tls>,
+    shutdown: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<crate::tls::TlsConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (tx, tls) = (tx.clone(), tls.clone());
+            tokio::spawn(async move {
+                let handshake = tls.acceptor(crate::tls::Listener::OtlpGrpc).accept(stream);
+                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
+                    Ok(Ok(s)) => {
+                        let _ = tx.send(Ok(crate::tls::TlsConn(s))).await;
+                    }
+                    Ok(Err(e)) => tls.handshake_failed(peer, &e),
+                    Err(_) => tls.handshake_failed(peer, &"no handshake within 10 s"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }

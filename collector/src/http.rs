@@ -5,6 +5,7 @@ use crate::ingest::{json_to_protobuf, ExportRequest, IngestError, Ingestor};
 use crate::memory::Reservation;
 use crate::reply::{failure, success, Format};
 use crate::stats::Transport;
+use crate::tls::{self, Tls};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap};
@@ -16,6 +17,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::ExportTraceServiceRequest,
 };
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,22 +53,23 @@ pub fn router(
 }
 
 /// Serves `router` on `listener` until `shutdown`, then drains requests in flight.
-/// Serves `router` on `listener` (HTTP/1.1 and h2c) until `shutdown`, then
-/// lets open connections finish their requests. A client that has not sent
-/// a request's headers within `header_read_timeout` is disconnected, so
-/// slow or idle connections (slowloris) cannot pile up.
+/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2, over TLS when `tls`
+/// is given) until `shutdown`, then lets open connections finish their
+/// requests. A client that has not completed its TLS handshake, or sent a
+/// request's headers, within `header_read_timeout` is disconnected, so slow
+/// or idle connections (slowloris) cannot pile up.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     header_read_timeout: Duration,
+    tls: Option<(Arc<Tls>, tls::Listener)>,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP listening");
+    tracing::info!(%addr, tls = tls.is_some(), "HTTP listening");
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -89,27 +92,59 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let builder = builder.clone();
-        let stop = shutdown.clone();
+        let conn = Conn {
+            builder: builder.clone(),
+            router: router.clone(),
+            stop: shutdown.clone(),
+            peer,
+        };
+        let tls = tls.clone();
         connections.spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let outcome = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let Some((tls, which)) = tls else {
+                return conn.serve(stream).await;
             };
-            if let Err(e) = outcome {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            let handshake = tls.acceptor(which).accept(stream);
+            match tokio::time::timeout(header_read_timeout, handshake).await {
+                Ok(Ok(s)) => conn.serve(s).await,
+                Ok(Err(e)) => tls.handshake_failed(peer, &e),
+                Err(_) => tls.handshake_failed(peer, &"no handshake within the timeout"),
             }
         });
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// One accepted connection, served until it ends or the server stops.
+struct Conn {
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    router: Router,
+    stop: CancellationToken,
+    peer: std::net::SocketAddr,
+}
+
+impl Conn {
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper_util::service::TowerToHyperService::new(self.router);
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let outcome = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = self.stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::debug!(peer = %self.peer, error = %e, "HTTP connection ended");
+        }
+    }
 }
 
 async fn export<R: ExportRequest>(

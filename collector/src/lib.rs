@@ -20,7 +20,9 @@
 //! - [`pipeline`]: the bounded hand-off to the store, answered once durable.
 //! - [`stats`]: accepted / refused counters per signal and transport.
 //! - [`fuzz`]: generated and mutated requests for robustness tests.
-//! - [`grpc`], [`http`]: the two OTLP transports, built from bound listeners.
+//! - [`grpc`], [`http`]: the two OTLP transports, built from bound listeners
+//!   (`http::serve` also serves the API).
+//! - [`tls`]: TLS and mTLS for the listeners, certificates reloaded when their files change.
 //!
 //! The consumer of the queue (the write-ahead log and the store) lives in
 //! `graylens-analyzer`.
@@ -38,6 +40,7 @@ pub mod pipeline;
 mod reply;
 pub mod schema;
 pub mod stats;
+pub mod tls;
 pub mod wire;
 
 pub use attribution::{Attribution, RoleHints};

@@ -14,4 +14,5 @@ mod python_sdk;
 mod receiver;
 mod restart;
 mod rust_sdk;
+mod tls;
 mod traffic;

@@ -1,5 +1,9 @@
 """Sends traces, logs and metrics with the official OpenTelemetry Python SDK:
-baseline 3.1.0 over OTLP/gRPC, canary 3.2.0 over OTLP/HTTP (protobuf)."""
+baseline 3.1.0 over OTLP/gRPC, canary 3.2.0 over OTLP/HTTP (protobuf).
+
+With --tls the gRPC exporters use TLS (https endpoints); CA and client
+certificates come from the standard OTEL_EXPORTER_OTLP_CERTIFICATE,
+OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY."""
 import argparse
 import logging
 
@@ -33,10 +37,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--grpc", required=True)
     p.add_argument("--http", required=True)
+    p.add_argument("--tls", action="store_true")
     a = p.parse_args()
+    insecure = not a.tls
 
     tp = TracerProvider(resource=resource("3.1.0", "stable"))
-    tp.add_span_processor(BatchSpanProcessor(GrpcSpans(endpoint=a.grpc, insecure=True)))
+    tp.add_span_processor(BatchSpanProcessor(GrpcSpans(endpoint=a.grpc, insecure=insecure)))
     spans(tp, 100)
 
     tp = TracerProvider(resource=resource("3.2.0", "canary"))
@@ -44,7 +50,7 @@ def main():
     spans(tp, 80)
 
     lp = LoggerProvider(resource=resource("3.1.0", "stable"))
-    lp.add_log_record_processor(BatchLogRecordProcessor(GrpcLogs(endpoint=a.grpc, insecure=True)))
+    lp.add_log_record_processor(BatchLogRecordProcessor(GrpcLogs(endpoint=a.grpc, insecure=insecure)))
     log = logging.getLogger("py-e2e")
     log.propagate = False
     log.addHandler(LoggingHandler(logger_provider=lp))
