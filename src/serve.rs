@@ -225,6 +225,7 @@ pub async fn serve(
             queue: ingestor.pipeline().gauge(),
             store: store.clone(),
             memory: memory.clone(),
+            tls: tls.clone(),
         },
         auth,
     });

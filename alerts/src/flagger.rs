@@ -195,8 +195,14 @@ pub(crate) async fn resolve(
 }
 
 impl Alerts {
-    /// Answers one Flagger hook call and records it on the rollout.
-    pub fn flagger_hook(&self, hook: Hook, req: &HookRequest) -> (u16, String, String) {
+    /// Answers one Flagger hook call and records it on the rollout, with the
+    /// name of the token it came with (`token`, auth on).
+    pub fn flagger_hook(
+        &self,
+        hook: Hook,
+        req: &HookRequest,
+        token: Option<&str>,
+    ) -> (u16, String, String) {
         self.inner.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
         let target = FlaggerTarget {
             namespace: req.namespace.clone(),
@@ -235,7 +241,9 @@ impl Alerts {
                     flagger: Some(target),
                     promote_on_pass: false,
                 };
-                let r = Rollout::new(uuid::Uuid::new_v4().to_string(), Origin::Flagger, spec, now);
+                let mut r =
+                    Rollout::new(uuid::Uuid::new_v4().to_string(), Origin::Flagger, spec, now);
+                r.created_by = token.map(str::to_string);
                 tracing::info!(rollout = %r.id, namespace = %req.namespace, name = %req.name, "Flagger canary seen: watching it");
                 let id = r.id.clone();
                 map.insert(id.clone(), r);
@@ -250,12 +258,14 @@ impl Alerts {
                 || (r.origin != Origin::Flagger && r.spec.since.is_none());
             if restart {
                 tracing::info!(rollout = %r.id, checksum = %req.checksum, "new Flagger canary revision: judging from now");
+                let by = token.map_or(String::new(), |t| format!(" (token {t})"));
                 transition(
                     r,
                     Phase::WaitingForData,
-                    format!("new canary revision {}", req.checksum),
+                    format!("new canary revision {}{by}", req.checksum),
                     now,
                 );
+                r.reset_by = token.map(str::to_string);
                 r.judged_since = now;
                 r.inconclusive_since = None;
                 r.history.clear();
@@ -270,6 +280,7 @@ impl Alerts {
             checksum: req.checksum.clone(),
             status,
             answer: message.clone(),
+            token: token.map(str::to_string),
         });
         tracing::debug!(rollout = %r.id, hook = hook.as_str(), status, "Flagger hook answered");
         self.save(r);

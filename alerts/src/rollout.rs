@@ -142,6 +142,9 @@ pub struct HookCall {
     pub checksum: String,
     pub status: u16,
     pub answer: String,
+    /// Name of the token the call came with (auth on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Everything graylens knows about one rollout.
@@ -151,6 +154,12 @@ pub struct Rollout {
     pub origin: Origin,
     pub spec: RolloutSpec,
     pub created_at: DateTime<Utc>,
+    /// Name of the token that created the rollout (auth on), and of the one
+    /// that last reset it to a new Flagger revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_by: Option<String>,
     /// Telemetry from this instant on is judged: the spec's `since`, else
     /// the registration, reset when Flagger starts a new canary revision.
     pub judged_since: DateTime<Utc>,
@@ -184,6 +193,8 @@ impl Rollout {
             judged_since: spec.since.unwrap_or(now),
             spec,
             created_at: now,
+            created_by: None,
+            reset_by: None,
             phase: Phase::WaitingForData,
             phase_since: now,
             inconclusive_since: None,

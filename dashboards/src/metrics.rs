@@ -26,6 +26,8 @@ pub struct SelfTelemetry {
     pub queue: QueueGauge,
     pub store: Arc<Store>,
     pub memory: Arc<MemoryLimiter>,
+    /// TLS reload and handshake counters, when TLS is on.
+    pub tls: Option<Arc<graylens_collector::tls::Tls>>,
 }
 
 /// Window of the per-version gauges.
@@ -205,6 +207,28 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
     ] {
         out.family(name, "counter", help);
         out.sample(name, &[], v as f64);
+    }
+    if let Some(tls) = &t.tls {
+        for (name, help, v) in [
+            (
+                "graylens_tls_handshake_failures_total",
+                "TLS handshakes that failed: no or untrusted client certificate, plain text on a TLS port, timeouts.",
+                &tls.handshake_failures,
+            ),
+            (
+                "graylens_tls_reloads_total",
+                "Certificate files that changed and were loaded.",
+                &tls.reloads,
+            ),
+            (
+                "graylens_tls_reload_errors_total",
+                "Certificate files that changed but did not load (the previous certificates stay in use).",
+                &tls.reload_errors,
+            ),
+        ] {
+            out.family(name, "counter", help);
+            out.sample(name, &[], v.load(Relaxed) as f64);
+        }
     }
     for (name, help, v) in [
         (

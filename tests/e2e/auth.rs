@@ -212,6 +212,26 @@ fn every_endpoint_answers_each_credential_with_the_exact_status() {
     let (_, r) = call("GET", &api("/api/v1/rollouts"), Some(READ), None);
     let shown = r.text().unwrap();
     assert!(!shown.contains(OPS), "token shown: {shown}");
+    // ...but the name of the token that created the Flagger rollout, and
+    // that called each hook, is.
+    let listed: Value = serde_json::from_str(&shown).unwrap();
+    let flagger = listed["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["origin"] == "flagger")
+        .unwrap_or_else(|| panic!("no Flagger rollout in {listed}"));
+    assert_eq!(flagger["created_by"], "ops", "{flagger}");
+    let callers: Vec<&Value> = flagger["hook_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["token"])
+        .collect();
+    assert!(
+        !callers.is_empty() && callers.iter().all(|t| *t == "ops"),
+        "{callers:?}"
+    );
 
     // Open: health and the UI's pages.
     assert_eq!(call("GET", &api("/api/v1/health"), None, None).0, 200);

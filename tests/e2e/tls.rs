@@ -267,6 +267,19 @@ fn otlp_requires_a_client_certificate_when_client_ca_file_is_set() {
         "SELECT count(*) FROM spans WHERE service_name = 'mtls'",
         7,
     );
+    let metrics = anonymous
+        .get(format!("{}/metrics", https(&s.api)))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("graylens_tls_handshake_failures_total "))
+        .expect("the counter is exposed")
+        .parse()
+        .unwrap();
+    assert!(failures >= 2.0, "{failures} handshake failures counted");
 
     if let Ok(python) = std::env::var("GRAYLENS_TEST_PYTHON") {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send.py");

@@ -98,7 +98,7 @@ async fn inner(
         canary = %format_args!("{}/{}", req.namespace, req.name),
         "Flagger hook call"
     );
-    let (status, message, rollout) = st.alerts.flagger_hook(hook, &req);
+    let (status, message, rollout) = st.alerts.flagger_hook(hook, &req, caller.as_deref());
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Ok((
         code,
