@@ -372,6 +372,22 @@ fn connections_that_never_finish_their_headers_are_closed() {
             "{addr}: {answer}"
         );
     }
+    // A kept-alive connection that goes quiet after a request is closed too.
+    let mut conn = std::net::TcpStream::connect(host(&s.api)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(conn, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    conn.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let ended = conn.read_to_end(&mut rest);
+    let idle = started.elapsed();
+    assert!(
+        idle < Duration::from_secs(15),
+        "idle keep-alive connection still open after {idle:?}: {ended:?}"
+    );
     // A complete request is still served.
     let health = reqwest::blocking::get(format!("http://{}/api/v1/health", host(&s.api))).unwrap();
     assert_eq!(health.status(), 200);
