@@ -104,7 +104,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         from: None,
         to: None,
     };
-    let policy = Policy::default();
+    let mut policy = Policy::default();
+    // `--no-explain`: no attribute breakdown (explain_attributes = []), to
+    // see what the explanations cost.
+    if args.iter().any(|a| a == "--no-explain") {
+        policy.explain_attributes.clear();
+    }
     for place in ["hot (in memory)", "Parquet"] {
         if place == "Parquet" {
             let t = Instant::now();

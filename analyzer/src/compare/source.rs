@@ -143,9 +143,17 @@ fn read_file(
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
     let side = acc.selector().by.column();
+    // The attribute maps are the costliest columns to decode (most of a
+    // Parquet comparison's time): read them only when explanations need them.
+    let maps = !acc.facet_keys().is_empty();
     let names: Vec<&str> = match signal {
         Signal::Logs => LOG_COLUMNS.iter().copied().chain([side]).collect(),
-        _ => SPAN_COLUMNS.iter().copied().chain([side]).collect(),
+        _ => SPAN_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| maps || !c.ends_with("attributes"))
+            .chain([side])
+            .collect(),
     };
     let meta = builder.metadata().clone();
     let schema = meta.file_metadata().schema_descr();
