@@ -31,6 +31,7 @@ const SPAN_COLUMNS: [&str; 10] = [
 const LOG_COLUMNS: [&str; 4] = ["time", "service_name", "severity_number", "body"];
 
 /// One unit of work.
+#[derive(Clone)]
 pub(crate) enum Item {
     Hot(Signal, RecordBatch),
     File(Signal, PathBuf),
@@ -89,13 +90,23 @@ pub(crate) async fn scan_items(
     facets: Arc<[String]>,
 ) -> Result<(Accumulator, u64)> {
     let files = items.iter().filter(|i| matches!(i, Item::File(..))).count() as u64;
-    let workers = std::thread::available_parallelism()
+    let cores = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .clamp(1, 8)
-        .min(items.len().max(1));
-    let mut shares: Vec<Vec<Item>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        shares[i % workers].push(item);
+        .clamp(1, 8);
+    // Fewer files than cores (one large segment, say): each file is read
+    // by every worker, each taking every `cores`-th of its row groups.
+    let parts = if (files as usize) < cores { cores } else { 1 };
+    let work: Vec<(Item, usize, usize)> = items
+        .into_iter()
+        .flat_map(|item| match item {
+            Item::File(..) => (0..parts).map(|k| (item.clone(), k, parts)).collect(),
+            Item::Hot(..) => vec![(item, 0, 1)],
+        })
+        .collect();
+    let workers = cores.min(work.len().max(1));
+    let mut shares: Vec<Vec<(Item, usize, usize)>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, w) in work.into_iter().enumerate() {
+        shares[i % workers].push(w);
     }
     let (from, to) = (ns(sel.from), ns(sel.to));
     let mut tasks = Vec::new();
@@ -103,11 +114,13 @@ pub(crate) async fn scan_items(
         let (sel, facets) = (sel.clone(), facets.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut acc = Accumulator::with_facets(&sel, facets);
-            for item in share {
+            for (item, part, parts) in share {
                 match item {
                     Item::Hot(Signal::Logs, b) => acc.add_logs(&b),
                     Item::Hot(_, b) => acc.add_spans(&b),
-                    Item::File(signal, path) => read_file(&mut acc, signal, &path, from, to)?,
+                    Item::File(signal, path) => {
+                        read_file(&mut acc, signal, &path, (from, to), (part, parts))?
+                    }
                 }
             }
             Ok::<_, Error>(acc)
@@ -124,13 +137,14 @@ pub(crate) async fn scan_items(
 }
 
 /// Adds one Parquet segment, reading only the needed columns of the row
-/// groups whose `time` range meets the window.
+/// groups whose `time` range meets the window, and of those only every
+/// `parts`-th from `part` (so several workers can share one file).
 fn read_file(
     acc: &mut Accumulator,
     signal: Signal,
     path: &std::path::Path,
-    from: Option<i64>,
-    to: Option<i64>,
+    (from, to): (Option<i64>, Option<i64>),
+    (part, parts): (usize, usize),
 ) -> Result<()> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -160,6 +174,7 @@ fn read_file(
     let mask = ProjectionMask::columns(schema, names.iter().copied());
     let time_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "time");
     let groups: Vec<usize> = (0..meta.num_row_groups())
+        .filter(|g| g % parts == part)
         .filter(|&g| {
             let Some(stats) = time_idx.and_then(|i| meta.row_group(g).column(i).statistics())
             else {
