@@ -303,13 +303,10 @@ fn tls_incoming(
             let _ = stream.set_nodelay(true);
             let (tx, tls) = (tx.clone(), tls.clone());
             tokio::spawn(async move {
-                let handshake = tls.acceptor(crate::tls::Listener::OtlpGrpc).accept(stream);
-                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
-                    Ok(Ok(s)) => {
-                        let _ = tx.send(Ok(crate::tls::TlsConn(s))).await;
-                    }
-                    Ok(Err(e)) => tls.handshake_failed(peer, &e),
-                    Err(_) => tls.handshake_failed(peer, &"no handshake within 10 s"),
+                let limit = std::time::Duration::from_secs(10);
+                let which = crate::tls::Listener::OtlpGrpc;
+                if let Some(s) = tls.handshake(which, stream, peer, limit).await {
+                    let _ = tx.send(Ok(crate::tls::TlsConn(s))).await;
                 }
             });
         }

@@ -103,11 +103,11 @@ pub async fn serve(
             let Some((tls, which)) = tls else {
                 return conn.serve(stream).await;
             };
-            let handshake = tls.acceptor(which).accept(stream);
-            match tokio::time::timeout(header_read_timeout, handshake).await {
-                Ok(Ok(s)) => conn.serve(s).await,
-                Ok(Err(e)) => tls.handshake_failed(peer, &e),
-                Err(_) => tls.handshake_failed(peer, &"no handshake within the timeout"),
+            if let Some(s) = tls
+                .handshake(which, stream, peer, header_read_timeout)
+                .await
+            {
+                conn.serve(s).await;
             }
         });
     }

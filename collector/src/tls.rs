@@ -204,6 +204,28 @@ impl Tls {
         tracing::debug!(%peer, error = %e, "TLS handshake failed");
     }
 
+    /// The TLS handshake of a connection accepted on `listener`, at most
+    /// `timeout`; `None` (counted and logged) when it fails.
+    pub async fn handshake(
+        &self,
+        listener: Listener,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        match tokio::time::timeout(timeout, self.acceptor(listener).accept(stream)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                self.handshake_failed(peer, &e);
+                None
+            }
+            Err(_) => {
+                self.handshake_failed(peer, &"no handshake within the timeout");
+                None
+            }
+        }
+    }
+
     /// Whether OTLP clients must present a certificate.
     pub fn mutual(&self) -> bool {
         self.cfg.client_ca_file.is_some()

@@ -48,10 +48,14 @@ fn leaf_der(ca: &Ca, cn: &str, usage: ExtendedKeyUsagePurpose) -> (String, Strin
     (cert.pem(), key.serialize_pem(), cert.der().to_vec())
 }
 
-/// Runs the Python SDK client. `requests` lets `REQUESTS_CA_BUNDLE` and
-/// `CURL_CA_BUNDLE` override the exporter's own `OTEL_EXPORTER_OTLP_CERTIFICATE`,
-/// so they are removed (README, "TLS").
-fn python_sdk(python: &str, args: &[&str], env: &[(&str, &str)]) {
+/// Runs the Python SDK client against `s` over TLS (gRPC and HTTP).
+/// `requests` lets `REQUESTS_CA_BUNDLE` and `CURL_CA_BUNDLE` override the
+/// exporter's own `OTEL_EXPORTER_OTLP_CERTIFICATE`, so they are removed
+/// (README, "TLS").
+fn python_sdk(python: &str, s: &Server, env: &[(&str, &str)]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send.py");
+    let (grpc, http) = (https(&s.grpc), https(&s.otlp_http));
+    let args = [script, "--tls", "--grpc", &grpc, "--http", &http];
     let out = std::process::Command::new(python)
         .args(args)
         .env_remove("REQUESTS_CA_BUNDLE")
@@ -170,18 +174,10 @@ fn every_listener_serves_tls_and_a_renewed_certificate_without_restart() {
 
     // The Python SDK over gRPC and HTTP, trusting the CA.
     if let Ok(python) = std::env::var("GRAYLENS_TEST_PYTHON") {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send.py");
         let ca_file = dir.path().join("ca.crt");
         python_sdk(
             &python,
-            &[
-                script,
-                "--tls",
-                "--grpc",
-                &https(&s.grpc),
-                "--http",
-                &https(&s.otlp_http),
-            ],
+            &s,
             &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.to_str().unwrap())],
         );
         wait_count(
@@ -282,20 +278,12 @@ fn otlp_requires_a_client_certificate_when_client_ca_file_is_set() {
     assert!(failures >= 2.0, "{failures} handshake failures counted");
 
     if let Ok(python) = std::env::var("GRAYLENS_TEST_PYTHON") {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send.py");
         let ca_file = write(dir.path(), "ca.crt", &ca.pem);
         let cc = write(dir.path(), "client.crt", &ccert);
         let ck = write(dir.path(), "client.key", &ckey);
         python_sdk(
             &python,
-            &[
-                script,
-                "--tls",
-                "--grpc",
-                &https(&s.grpc),
-                "--http",
-                &https(&s.otlp_http),
-            ],
+            &s,
             &[
                 ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.to_str().unwrap()),
                 (
