@@ -150,18 +150,6 @@ pub async fn serve(
             tokens = cfg.auth.tokens.len(),
             "bearer tokens required on OTLP and the API"
         );
-    } else {
-        let exposed: Vec<String> = [cfg.otlp.grpc_addr, cfg.otlp.http_addr, cfg.http.addr]
-            .iter()
-            .filter(|a| !a.ip().is_loopback())
-            .map(|a| a.to_string())
-            .collect();
-        if !exposed.is_empty() {
-            tracing::warn!(
-                addresses = %exposed.join(", "),
-                "auth.allow_unauthenticated: no tokens, listening beyond loopback; anyone who reaches these addresses can send telemetry and change rollouts"
-            );
-        }
     }
     let tls =
         graylens_collector::tls::Tls::new(&cfg.tls).map_err(|e| anyhow::anyhow!("tls: {e}"))?;
@@ -184,6 +172,23 @@ pub async fn serve(
         otlp_http_l.local_addr()?,
         api_l.local_addr()?,
     );
+    // Listeners beyond loopback that nobody authenticates on (only with
+    // auth.allow_unauthenticated): warned here, in /metrics, health and the UI.
+    let exposed: Vec<String> = if auth.enabled() {
+        Vec::new()
+    } else {
+        [grpc_a, otlp_http_a, api_a]
+            .iter()
+            .filter(|a| !a.ip().is_loopback())
+            .map(|a| a.to_string())
+            .collect()
+    };
+    if !exposed.is_empty() {
+        tracing::warn!(
+            addresses = %exposed.join(", "),
+            "auth.allow_unauthenticated: no tokens, listening beyond loopback; anyone who reaches these addresses can send telemetry and change rollouts"
+        );
+    }
 
     let shutdown = CancellationToken::new();
     let grpc_task = tokio::spawn(grpc::serve(
@@ -226,6 +231,7 @@ pub async fn serve(
             store: store.clone(),
             memory: memory.clone(),
             tls: tls.clone(),
+            unauthenticated_listeners: exposed.into(),
         },
         auth,
     });

@@ -28,6 +28,9 @@ pub struct SelfTelemetry {
     pub memory: Arc<MemoryLimiter>,
     /// TLS reload and handshake counters, when TLS is on.
     pub tls: Option<Arc<graylens_collector::tls::Tls>>,
+    /// Addresses listened on beyond loopback with no token required
+    /// (`auth.allow_unauthenticated`); empty otherwise.
+    pub unauthenticated_listeners: Arc<[String]>,
 }
 
 /// Window of the per-version gauges.
@@ -230,6 +233,16 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             out.sample(name, &[], v.load(Relaxed) as f64);
         }
     }
+    out.family(
+        "graylens_unauthenticated_listeners",
+        "gauge",
+        "Listeners reachable beyond loopback with no token required (auth.allow_unauthenticated); 0 is the safe value.",
+    );
+    out.sample(
+        "graylens_unauthenticated_listeners",
+        &[],
+        t.unauthenticated_listeners.len() as f64,
+    );
     for (name, help, v) in [
         (
             "graylens_memory_used_bytes",

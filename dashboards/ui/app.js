@@ -21,7 +21,11 @@ function el(tag, attrs, ...children) {
 
 // With tokens configured, the API answers 401 until the browser sends one:
 // asked once, kept for this browser session (sessionStorage), sent as a header.
+// Requests made together share one answer: a 401 to a request sent before the
+// token was given is retried with it, not asked again. A token without the read
+// scope (403) is asked again; a dismissed prompt is not repeated until reload.
 const TOKEN_KEY = "graylens.token";
+let tokenDeclined = false;
 async function api(path) {
   for (let attempt = 0; ; attempt++) {
     const headers = { accept: "application/json" };
@@ -29,10 +33,14 @@ async function api(path) {
     if (token) headers.authorization = `Bearer ${token}`;
     const r = await fetch(path, { headers });
     const body = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
-    if (r.status === 401 && attempt < 2) {
+    if ((r.status === 401 || r.status === 403) && attempt < 2 && !tokenDeclined) {
+      const now = sessionStorage.getItem(TOKEN_KEY);
+      if (now && now !== token) continue;
       if (token) sessionStorage.removeItem(TOKEN_KEY);
-      const given = window.prompt("graylens needs an API token with the read scope:", "");
-      if (given) { sessionStorage.setItem(TOKEN_KEY, given.trim()); continue; }
+      const why = r.status === 403 ? `${body.error}. ` : "";
+      const given = window.prompt(`${why}graylens needs an API token with the read scope:`, "");
+      if (given && given.trim()) { sessionStorage.setItem(TOKEN_KEY, given.trim()); continue; }
+      tokenDeclined = true;
     }
     if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
     return body;
@@ -270,5 +278,16 @@ async function render() {
   }
 }
 
+// A graylens told to listen beyond loopback with no tokens says so on every page.
+async function exposureWarning() {
+  const h = await fetch("/api/v1/health").then((r) => r.json()).catch(() => ({}));
+  const open = h.unauthenticated_listeners || [];
+  if (open.length === 0) return;
+  document.querySelector("header.top").after(el("div", { class: "error", id: "unauthenticated" },
+    `No authentication: ${open.join(", ")} accept telemetry and rollout changes from anyone who reaches them `
+    + "(auth.allow_unauthenticated). Configure [[auth.tokens]]: see the README, \u201cSecuring graylens\u201d."));
+}
+
+exposureWarning();
 render();
 setInterval(render, REFRESH_MS);

@@ -3,79 +3,13 @@
 //! comparison and rollout pages are rendered (DOM after the scripts ran)
 //! and screenshotted under `target/tmp/ui-screenshots/`.
 
+use crate::browser::{dom, screenshot};
 use crate::harness::{now_ns, Server};
 use crate::receiver::Receiver;
 use crate::traffic::{get, requests_at, send, Gen};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn chromium() -> PathBuf {
-    let p = std::env::var_os("GRAYLENS_TEST_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        p.exists(),
-        "headless Chromium not found at {}: run `bash .ci/run` (it installs Debian's chromium) or set GRAYLENS_TEST_CHROMIUM",
-        p.display()
-    );
-    p
-}
-
-/// Flags for a closed network (no background connections, no updates).
-fn browser(profile: &Path) -> Command {
-    let mut c = Command::new(chromium());
-    c.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--virtual-time-budget=8000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    c
-}
-
-/// The page's DOM once its scripts have run.
-fn dom(profile: &Path, url: &str) -> String {
-    let out = browser(profile)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn screenshot(profile: &Path, url: &str, file: &Path) {
-    let out = browser(profile)
-        .arg("--window-size=1400,2600")
-        .arg(format!("--screenshot={}", file.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        size > 20_000,
-        "screenshot {} is {size} bytes",
-        file.display()
-    );
-}
 
 #[test]
 fn pages_render_versions_charts_verdict_and_actions_in_chromium() {

@@ -23,6 +23,12 @@ impl Server {
 
     /// Same, with extra TOML config.
     pub fn start_with(data_dir: &Path, toml: &str) -> Server {
+        Self::start_on(data_dir, toml, "127.0.0.1:0")
+    }
+
+    /// Same, with the API listening on `api_addr`; clients reach it on
+    /// loopback whatever the address.
+    pub fn start_on(data_dir: &Path, toml: &str, api_addr: &str) -> Server {
         let cfg = data_dir.with_extension("toml");
         std::fs::write(
             &cfg,
@@ -41,7 +47,7 @@ impl Server {
                 "--otlp-http-addr",
                 "127.0.0.1:0",
             ])
-            .args(["--http-addr", "127.0.0.1:0", "--config"])
+            .args(["--http-addr", api_addr, "--config"])
             .arg(&cfg)
             .arg("--data-dir")
             .arg(data_dir)
@@ -63,7 +69,7 @@ impl Server {
         Server {
             grpc: format!("http://{}", field("otlp_grpc")),
             otlp_http: format!("http://{}", field("otlp_http")),
-            api: field("http"),
+            api: field("http").replace("//0.0.0.0:", "//127.0.0.1:"),
             token: None,
             child,
         }

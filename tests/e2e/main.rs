@@ -3,8 +3,10 @@
 
 mod alerts;
 mod auth;
+mod browser;
 mod compare;
 mod dashboard;
+mod dashboard_auth;
 mod demo;
 mod durability;
 mod harness;

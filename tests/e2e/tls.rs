@@ -1,6 +1,7 @@
 //! TLS (issue #10): all three listeners over TLS with certificates made here
 //! (rcgen), the Python SDK exporting over gRPC and HTTP with
-//! `OTEL_EXPORTER_OTLP_CERTIFICATE`, client certificates required on OTLP
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE`, the Rust SDK over gRPC with its
+//! `ClientTlsConfig`, client certificates required on OTLP
 //! (mTLS) but not on the API, plain connections refused, and a renewed
 //! certificate served without a restart.
 
@@ -69,6 +70,48 @@ fn python_sdk(python: &str, s: &Server, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Sends `n` spans of `service` with the Rust SDK (`opentelemetry-otlp`,
+/// gRPC) over TLS, trusting `ca` and presenting `identity` when given.
+fn rust_sdk(s: &Server, ca: &Ca, identity: Option<(&str, &str)>, service: &str, n: usize) {
+    use opentelemetry::trace::{Span, Tracer, TracerProvider};
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let provider = rt.block_on(async {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(https(&s.grpc))
+            .with_tls_config(tls)
+            .build()
+            .unwrap();
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service.to_string())
+            .with_attributes([
+                opentelemetry::KeyValue::new("service.version", "2.0.0"),
+                opentelemetry::KeyValue::new("k8s.pod.label.role", "canary"),
+            ])
+            .build();
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build()
+    });
+    let tracer = provider.tracer("e2e-tls");
+    for _ in 0..n {
+        tracer.start("GET /cart").end();
+    }
+    provider
+        .force_flush()
+        .expect("the Rust SDK exported over TLS");
+    provider.shutdown().unwrap();
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -172,6 +215,15 @@ fn every_listener_serves_tls_and_a_renewed_certificate_without_restart() {
     assert!(reqwest::blocking::get(format!("{}/api/v1/health", s.api)).is_err());
     assert_eq!(served_cert(&c, &s.api), cert_der);
 
+    // The Rust SDK over gRPC, trusting the CA.
+    rust_sdk(&s, &ca, None, "rs-tls", 25);
+    wait_count(
+        &c,
+        &s.api,
+        "SELECT count(*) FROM spans WHERE service_name = 'rs-tls' AND service_version = '2.0.0' AND rollout_role = 'canary'",
+        25,
+    );
+
     // The Python SDK over gRPC and HTTP, trusting the CA.
     if let Ok(python) = std::env::var("GRAYLENS_TEST_PYTHON") {
         let ca_file = dir.path().join("ca.crt");
@@ -262,6 +314,14 @@ fn otlp_requires_a_client_certificate_when_client_ca_file_is_set() {
         &s.api,
         "SELECT count(*) FROM spans WHERE service_name = 'mtls'",
         7,
+    );
+    // The Rust SDK with its client certificate.
+    rust_sdk(&s, &ca, Some((&ccert, &ckey)), "rs-mtls", 25);
+    wait_count(
+        &anonymous,
+        &s.api,
+        "SELECT count(*) FROM spans WHERE service_name = 'rs-mtls'",
+        25,
     );
     let metrics = anonymous
         .get(format!("{}/metrics", https(&s.api)))

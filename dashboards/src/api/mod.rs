@@ -68,8 +68,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Open to all (probes): the status, and the listeners nobody authenticates
+/// on when `auth.allow_unauthenticated` exposes some (the UI warns of them).
+async fn health(State(st): State<ApiState>) -> Json<serde_json::Value> {
+    let open = &st.telemetry.unauthenticated_listeners;
+    if open.is_empty() {
+        Json(json!({"status": "ok"}))
+    } else {
+        Json(json!({"status": "ok", "unauthenticated_listeners": open.as_ref()}))
+    }
 }
 
 #[derive(Deserialize)]
