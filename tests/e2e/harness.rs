@@ -39,6 +39,11 @@ impl Server {
             },
         )
         .unwrap();
+        Self::start_file(data_dir, &cfg, api_addr)
+    }
+
+    /// Starts a server with the config file `cfg` as it is.
+    pub fn start_file(data_dir: &Path, cfg: &Path, api_addr: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_graylens"))
             .args([
                 "serve",
@@ -48,7 +53,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .args(["--http-addr", api_addr, "--config"])
-            .arg(&cfg)
+            .arg(cfg)
             .arg("--data-dir")
             .arg(data_dir)
             .env("GRAYLENS_LOG", "info")

@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A certificate authority made for one test.
-struct Ca {
-    pem: String,
+pub(crate) struct Ca {
+    pub(crate) pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
-fn new_ca(name: &str) -> Ca {
+pub(crate) fn new_ca(name: &str) -> Ca {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -33,7 +33,7 @@ fn new_ca(name: &str) -> Ca {
 }
 
 /// A leaf certificate and its key, PEM, signed by `ca`.
-fn leaf(ca: &Ca, cn: &str, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+pub(crate) fn leaf(ca: &Ca, cn: &str, usage: ExtendedKeyUsagePurpose) -> (String, String) {
     let (cert, key, _) = leaf_der(ca, cn, usage);
     (cert, key)
 }
@@ -120,11 +120,11 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn https(url: &str) -> String {
+pub(crate) fn https(url: &str) -> String {
     url.replacen("http://", "https://", 1)
 }
 
-fn client(ca: &Ca, identity: Option<(&str, &str)>) -> reqwest::blocking::Client {
+pub(crate) fn client(ca: &Ca, identity: Option<(&str, &str)>) -> reqwest::blocking::Client {
     let mut b = reqwest::blocking::Client::builder()
         .use_rustls_tls()
         .tls_info(true)
