@@ -270,14 +270,16 @@ fn readme_blocks() -> Vec<(String, String)> {
 #[test]
 fn argo_and_flagger_examples_match_the_real_crds_and_the_readme() {
     // The README shows the example files themselves (checked without Go).
-    let examples: Vec<PathBuf> = ["argo-rollouts", "flagger"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(repo(&format!("deploy/examples/{d}"))).unwrap())
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = |dirs: &[&str]| -> Vec<PathBuf> {
+        dirs.iter()
+            .flat_map(|d| std::fs::read_dir(repo(&format!("deploy/examples/{d}"))).unwrap())
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let examples = files(&["argo-rollouts", "flagger"]);
     assert!(examples.len() >= 5, "{examples:?}");
     let blocks = readme_blocks();
-    for file in &examples {
+    for file in files(&["argo-rollouts", "flagger", "collector"]).iter() {
         let rel = file.strip_prefix(repo("")).unwrap().display().to_string();
         let (_, shown) = blocks
             .iter()

@@ -25,15 +25,21 @@ pub fn go(why: &str) -> Option<Command> {
         eprintln!("go is not installed: skipping {why} (it runs where Go is present)");
         return None;
     }
-    let t = tools_dir();
     let mut c = Command::new("go");
+    go_env(&mut c);
+    Some(c)
+}
+
+/// The cache locations of [`go`], for programs that run `go` themselves
+/// (the Collector builder).
+pub fn go_env(c: &mut Command) {
+    let t = tools_dir();
     c.env("GOMODCACHE", t.join("gomod"))
         .env("GOCACHE", t.join("gocache"))
         .env("GOPATH", t.join("gopath"))
         .env("GOBIN", t.join("bin"))
         .env("GOFLAGS", "-modcacherw")
         .env("GOTOOLCHAIN", "local");
-    Some(c)
 }
 
 fn run(mut c: Command, what: &str) -> String {
@@ -75,4 +81,42 @@ pub fn module_dir(module_at_version: &str, why: &str) -> Option<PathBuf> {
             .as_str()
             .unwrap_or_else(|| panic!("{module_at_version}: {v}")),
     ))
+}
+
+/// The OpenTelemetry Collector of `tests/collector/builder.yaml`, built once
+/// with the Collector builder (rebuilt when that file changes).
+pub fn collector(why: &str) -> Option<PathBuf> {
+    let builder = install(
+        "go.opentelemetry.io/collector/cmd/builder@v0.161.0",
+        "builder",
+        why,
+    )?;
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/collector/builder.yaml"),
+    )
+    .unwrap();
+    let out = tools_dir().join("otelcol");
+    let bin = out.join("otelcol-graylens-test");
+    let stamp = out.join("builder.yaml");
+    let _one = GO.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.exists() || std::fs::read_to_string(&stamp).ok().as_deref() != Some(&manifest) {
+        eprintln!("building the Collector into {} (once)", out.display());
+        std::fs::create_dir_all(&out).unwrap();
+        let config = out.join("builder.generated.yaml");
+        std::fs::write(
+            &config,
+            manifest.replacen(
+                "dist:\n",
+                &format!("dist:\n  output_path: {}\n", out.display()),
+                1,
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new(builder);
+        go_env(&mut c);
+        c.arg("--config").arg(&config);
+        run(c, "the Collector builder");
+        std::fs::write(&stamp, &manifest).unwrap();
+    }
+    Some(bin)
 }

@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod browser;
+mod collector;
 mod compare;
 mod dashboard;
 mod dashboard_auth;
