@@ -14,6 +14,7 @@ mod durability;
 mod gotools;
 mod harness;
 mod http_inputs;
+mod kitex;
 mod node_sdk;
 mod python_sdk;
 mod receiver;
