@@ -30,6 +30,7 @@ kill -TERM "$PID"; wait "$PID" || true
 DATA="$WORK/data"
 export GRAYLENS_LOG=warn
 
+# 1-services is the query of analyzer/src/services.rs (its ENTRY_SPANS filter spelled out): keep them alike.
 declare -A QUERIES=(
   [1-services]="SELECT service_name, service_version, rollout_role, traffic_lane, count(*), sum(CASE WHEN is_error THEN 1 ELSE 0 END) FROM spans WHERE span_kind IN (2, 5) OR parent_span_id IS NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
   [2-operations]="SELECT span_name, service_version, count(*), avg(duration_ns), max(duration_ns) FROM spans GROUP BY 1, 2 ORDER BY 1, 2"
@@ -47,8 +48,8 @@ time_cmd() {
 "${BINS[0]}" query --data-dir "$DATA" --format json "SELECT count(*) AS n FROM spans" \
   | python3 -c 'import json,sys; print("spans stored:", json.load(sys.stdin)["rows"][0][0])'
 for name in $(printf '%s\n' "${!QUERIES[@]}" compare | sort); do
-  declare -A times=()
-  for run in $(seq "$RUNS"); do
+  times=()  # per binary: its wall times, space-separated
+  for _ in $(seq "$RUNS"); do
     for i in "${!BINS[@]}"; do
       if [[ "$name" == compare ]]; then
         cmd=("${BINS[$i]}" compare --data-dir "$DATA" --service checkout --baseline 1.4.0 --canary 1.5.0 --format json)
@@ -69,5 +70,4 @@ for name in $(printf '%s\n' "${!QUERIES[@]}" compare | sort); do
     printf '%-14s %-60s median %.3f s of %s runs\n' "$name" "${BINS[$i]}" \
       "$(tr ' ' '\n' <<< "${times[$i]}" | grep . | median)" "$RUNS"
   done
-  unset times
 done
