@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// Where Parquet segments are kept [default: ./graylens-data].
     #[arg(long, env = "GRAYLENS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep Parquet segments in an object store (`s3://bucket/prefix`,
+    /// configured by the AWS_* environment) [config: storage.url].
+    #[arg(long, env = "GRAYLENS_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// This node's name among those sharing the object store
+    /// [config: cluster.node_id].
+    #[arg(long, env = "GRAYLENS_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 #[derive(Args, Debug)]

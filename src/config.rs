@@ -33,6 +33,27 @@ pub struct Config {
     pub tls: graylens_collector::tls::TlsConfig,
     /// Rollouts to watch from the start (`[[rollouts]]`, each with a `name`).
     pub rollouts: Vec<RolloutSpec>,
+    /// Where Parquet segments are kept when not under `store.data_dir`.
+    pub storage: StorageSection,
+    /// This node among others sharing `storage.url`.
+    pub cluster: ClusterSection,
+}
+
+/// `[storage]`: an object store for the Parquet segments.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Empty: under `store.data_dir`. `s3://bucket/prefix`: an S3-compatible
+    /// store configured by the standard AWS_* environment.
+    pub url: String,
+}
+
+/// `[cluster]`: nodes sharing one object store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Unique per node (the pod name of a StatefulSet); required with `storage.url`.
+    pub node_id: String,
 }
 
 /// Comparison and verdicts.
@@ -227,10 +248,41 @@ impl Default for PipelineConfig {
 }
 
 impl Config {
+    /// Copies `[storage]` and `[cluster]` into the store's settings.
+    pub fn resolve(&mut self) {
+        self.store.storage_url = self.storage.url.clone();
+        if !self.cluster.node_id.is_empty() {
+            self.store.node_id = self.cluster.node_id.clone();
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = self.otlp.problems();
+        if !self.storage.url.is_empty() {
+            out.extend(graylens_analyzer::remote::url_problem(&self.storage.url));
+            if self.cluster.node_id.is_empty() {
+                out.push(
+                    "cluster.node_id is required with storage.url: every node sharing the object store \
+                     needs a name of its own that stays the same across restarts (the pod name of a StatefulSet)"
+                        .into(),
+                );
+            }
+        }
+        if !self.cluster.node_id.is_empty() {
+            out.extend(
+                graylens_analyzer::segment::node_id_problem(&self.cluster.node_id)
+                    .map(|p| format!("cluster.node_id: {p}")),
+            );
+        }
         out.extend(self.attribution.problems());
         out.extend(self.store.problems());
+        if !self.storage.url.is_empty() && self.store.max_disk_bytes > 0 {
+            out.push(
+                "store.max_disk_bytes limits the local data directory only; with storage.url set, \
+                 bound the bucket with store.retention_hours (or a lifecycle rule of the bucket)"
+                    .into(),
+            );
+        }
         out.extend(self.wal.problems());
         out.extend(self.limits.problems());
         out.extend(self.query.problems());
@@ -335,6 +387,13 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(d) = &args.data_dir {
         cfg.store.data_dir = d.clone();
     }
+    if let Some(u) = &args.storage_url {
+        cfg.storage.url = u.clone();
+    }
+    if let Some(n) = &args.node_id {
+        cfg.cluster.node_id = n.clone();
+    }
+    cfg.resolve();
     let problems = cfg.problems();
     if !problems.is_empty() {
         bail!("invalid configuration:\n  - {}", problems.join("\n  - "));

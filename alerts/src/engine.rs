@@ -345,7 +345,14 @@ impl Alerts {
             obs.baseline.metrics = b;
             obs.canary.metrics = c;
         }
-        Ok(assemble(sel, policy, &obs))
+        let mut c = assemble(sel, policy, &obs);
+        c.as_of = self
+            .inner
+            .tables
+            .store()
+            .as_of_ms()
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        Ok(c)
     }
 
     /// One comparison for one rollout, as an evaluation and its evidence.

@@ -24,6 +24,10 @@ pub enum Error {
     /// Too many queries at once: retry later.
     #[error("{0}")]
     Busy(String),
+    /// The object store (`storage.url`) is misconfigured, unreachable or
+    /// refused a request.
+    #[error("object store: {0}")]
+    Storage(String),
     /// Anything else inside graylens.
     #[error("internal error: {0}")]
     Internal(String),
@@ -44,9 +48,10 @@ impl From<DataFusionError> for Error {
             DataFusionError::ResourcesExhausted(m) => Error::Limit(format!(
                 "the query needs more memory than query.memory_bytes allows: {m}"
             )),
-            DataFusionError::Internal(_)
-            | DataFusionError::IoError(_)
-            | DataFusionError::ObjectStore(_) => Error::Internal(e.to_string()),
+            DataFusionError::ObjectStore(_) => Error::Storage(e.to_string()),
+            DataFusionError::Internal(_) | DataFusionError::IoError(_) => {
+                Error::Internal(e.to_string())
+            }
             _ => Error::Query(e.to_string()),
         }
     }

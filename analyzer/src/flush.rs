@@ -1,9 +1,11 @@
 //! Writing a sealed generation to Parquet: one file per table, service and
 //! hour, written to a temporary name, fsynced, renamed into place, and the
 //! directory fsynced, so a crash never leaves half a file under a name that
-//! is read, and a file that is read is on disk.
+//! is read, and a file that is read is on disk. With an object store, one
+//! PUT per file (atomic: a key holds the whole file or nothing).
 
 use crate::error::{Error, Result};
+use crate::remote::Remote;
 use crate::segment::{self, Segment};
 use crate::store::{Hot, StoreConfig};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -35,6 +37,7 @@ pub(crate) fn groups(batches: &[Arc<Hot>]) -> Vec<Vec<Arc<Hot>>> {
 /// Writes one group of `gen` of one table as a segment.
 pub(crate) fn write_group(
     cfg: &StoreConfig,
+    remote: Option<&Remote>,
     table: Signal,
     gen: u64,
     hots: &[Arc<Hot>],
@@ -53,9 +56,16 @@ pub(crate) fn write_group(
         gen,
         arrival_ms,
     );
-    let path = cfg.data_dir.join(&key);
     let batches: Vec<&RecordBatch> = hots.iter().map(|h| &h.batch).collect();
-    let bytes = write_file(&path, &table.schema(), &batches)?;
+    let bytes = match remote {
+        Some(r) => {
+            let body = encode(&table.schema(), &batches)?;
+            let n = body.len() as u64;
+            r.put(&key, body)?;
+            n
+        }
+        None => write_file(&cfg.data_dir.join(&key), &table.schema(), &batches)?,
+    };
     Ok(Segment {
         key,
         table,

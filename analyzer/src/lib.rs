@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 pub mod compare;
 mod error;
 mod flush;
@@ -39,6 +40,8 @@ pub mod histogram;
 pub mod judge;
 pub mod live;
 pub mod recover;
+pub mod remote;
+mod remote_reader;
 pub mod segment;
 pub mod series;
 pub mod services;
@@ -49,6 +52,7 @@ mod table;
 pub mod wal;
 pub mod writer;
 
+pub use cluster::{ClusterView, NODE_GONE_MS};
 pub use compare::{compare, By, Comparison, Selector};
 pub use error::{Error, Result};
 pub use judge::{Decision, Policy};

@@ -17,10 +17,16 @@
 //! Flushes and compaction move rows between memory and Parquet without
 //! changing them, so they need no bookkeeping here; retention deleting rows
 //! inside a watched window is not subtracted.
+//!
+//! In a cluster, segments other nodes wrote reach this node by listing
+//! ([`add_listed`]): each is either in a subscription's initial view or read
+//! into it when first listed, never both (both happen under the registry lock).
 
 use crate::compare::source::{items, scan_items};
 use crate::compare::{Accumulator, Observations, Selector};
 use crate::error::Result;
+use crate::remote::Remote;
+use crate::segment::Segment;
 use crate::store::{Hot, Store};
 use graylens_collector::Signal;
 use std::sync::{Arc, Mutex, Weak};
@@ -134,6 +140,51 @@ impl Subscription {
     pub fn requests(&self) -> (u64, u64) {
         lock(&self.state).acc.requests()
     }
+}
+
+/// Adds segments other nodes wrote, found by a listing: `update` puts them
+/// in the store's view and pushes those new to this node. Under the
+/// registry lock, so each running comparison either had a segment in its
+/// initial view or reads it here, never both. Reads on the calling
+/// (blocking) thread, through the object-store runtime.
+pub(crate) fn add_listed(
+    store: &Store,
+    r: &Arc<Remote>,
+    update: impl FnOnce(&mut Vec<(Signal, Segment)>),
+) -> Result<()> {
+    let mut fresh = Vec::new();
+    let work: Vec<_> = {
+        let mut subs = lock(&store.live.subs);
+        update(&mut fresh);
+        subs.retain(|w| w.strong_count() > 0);
+        subs.iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|st| {
+                let (sel, facets) = {
+                    let s = lock(&st);
+                    (s.acc.selector().clone(), s.acc.facet_keys().clone())
+                };
+                let mut work = Vec::new();
+                for (signal, g) in &fresh {
+                    if matches!(signal, Signal::Traces | Signal::Logs) {
+                        items(
+                            store,
+                            *signal,
+                            (Vec::new(), vec![g.clone()]),
+                            &sel,
+                            &mut work,
+                        );
+                    }
+                }
+                (!work.is_empty()).then_some((st, sel, facets, work))
+            })
+            .collect()
+    };
+    for (st, sel, facets, work) in work {
+        let (acc, _) = r.block_on(async move { scan_items(work, &sel, facets).await })?;
+        lock(&st).acc.merge(&acc);
+    }
+    Ok(())
 }
 
 impl Store {

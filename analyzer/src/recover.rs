@@ -73,7 +73,7 @@ pub fn recover(
     store.stats.wal_torn.store(out.log.torn, Relaxed);
     if let Some(last) = out.log.last_gen {
         if !store.is_read_only() {
-            store.seal(last);
+            store.seal_replayed(last);
         }
         store.set_generation(store.generation().max(last + 1));
     }

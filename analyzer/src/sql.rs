@@ -117,6 +117,9 @@ impl Tables {
             .with_memory_limit(cfg.pool_bytes(memory_limit) as usize, 1.0)
             .build_arc()?;
         let session = SessionConfig::new().with_information_schema(true);
+        if let Some(r) = store.remote() {
+            runtime.register_object_store(r.base(), r.store());
+        }
         let ctx = SessionContext::new_with_config_rt(session, runtime);
         for s in Signal::ALL {
             ctx.register_table(s.table(), Arc::new(StoreTable::new(store.clone(), s)))?;

@@ -12,7 +12,9 @@
 //! holds one service (see `graylens_collector::convert`) and keeps its
 //! memory reservation until its rows are in Parquet.
 
+use crate::cluster::ClusterView;
 use crate::error::{Error, Result};
+use crate::remote::Remote;
 use crate::segment::{self, Segment};
 use crate::wal;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -23,7 +25,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Storage settings (`[store]` in the config file).
@@ -43,6 +45,10 @@ pub struct StoreConfig {
     /// Names this node's segments (`cluster.node_id`; `local` alone).
     #[serde(skip)]
     pub node_id: String,
+    /// `storage.url`: empty keeps segments under `data_dir`; `s3://bucket/prefix`
+    /// puts them in an object store (the log stays under `data_dir`).
+    #[serde(skip)]
+    pub storage_url: String,
 }
 
 impl Default for StoreConfig {
@@ -54,6 +60,7 @@ impl Default for StoreConfig {
             retention_hours: 72,
             max_disk_bytes: 0,
             node_id: "local".into(),
+            storage_url: String::new(),
         }
     }
 }
@@ -91,12 +98,12 @@ pub(crate) struct Hot {
 }
 
 #[derive(Debug, Default)]
-struct TableState {
+pub(crate) struct TableState {
     next_seq: u64,
     hot: Vec<Arc<Hot>>,
     hot_rows: usize,
     sealed: BTreeMap<u64, Vec<Arc<Hot>>>,
-    segments: Vec<Segment>,
+    pub(crate) segments: Vec<Segment>,
 }
 
 /// What `/metrics` and the logs report about the store.
@@ -121,8 +128,8 @@ pub struct StoreStats {
 
 #[derive(Debug)]
 pub struct Store {
-    cfg: StoreConfig,
-    tables: [RwLock<TableState>; 3],
+    pub(crate) cfg: StoreConfig,
+    pub(crate) tables: [RwLock<TableState>; 3],
     /// The open generation (the log segment being written).
     gen: AtomicU64,
     /// Per (table, service): the newest generation already in this node's
@@ -133,6 +140,13 @@ pub struct Store {
     /// Incremental comparisons fed by every append.
     pub(crate) live: crate::live::Registry,
     pub stats: StoreStats,
+    /// Where segments live when not under `data_dir`.
+    pub(crate) remote: Option<Arc<Remote>>,
+    /// When each generation became the open one (ms; absent = before this
+    /// process, e.g. replayed): what `flushed_through_ms` is computed from.
+    pub(crate) gen_starts: Mutex<BTreeMap<u64, i64>>,
+    /// The other nodes' markers, read before the last listing.
+    pub(crate) cluster: RwLock<ClusterView>,
 }
 
 /// A consistent view of one table for a query.
@@ -140,10 +154,9 @@ pub struct Store {
 pub struct Snapshot {
     pub hot: Vec<RecordBatch>,
     pub segments: Vec<Segment>,
-    pub root: PathBuf,
 }
 
-fn idx(s: Signal) -> usize {
+pub(crate) fn idx(s: Signal) -> usize {
     s as usize
 }
 
@@ -179,20 +192,37 @@ impl Store {
     /// Opens `data_dir` for serving: finds the Parquet segments already
     /// there and removes files a crash left half-written.
     pub fn open(cfg: StoreConfig) -> Result<Arc<Self>> {
-        Self::open_mode(cfg, false)
+        let remote = match cfg.storage_url.as_str() {
+            "" => None,
+            url => Some(Arc::new(Remote::open(url)?)),
+        };
+        Self::open_mode(cfg, false, remote)
+    }
+
+    /// Opens `data_dir` for serving with its segments in `remote` (which
+    /// several stores of one process may share: tests of a cluster).
+    pub fn open_shared(cfg: StoreConfig, remote: Arc<Remote>) -> Result<Arc<Self>> {
+        Self::open_mode(cfg, false, Some(remote))
     }
 
     /// Opens `data_dir` without changing anything in it (offline queries on
     /// the directory of a running server).
     pub fn open_read_only(cfg: StoreConfig) -> Result<Arc<Self>> {
-        Self::open_mode(cfg, true)
+        Self::open_mode(cfg, true, None)
     }
 
-    fn open_mode(cfg: StoreConfig, read_only: bool) -> Result<Arc<Self>> {
+    fn open_mode(
+        cfg: StoreConfig,
+        read_only: bool,
+        remote: Option<Arc<Remote>>,
+    ) -> Result<Arc<Self>> {
         if !read_only {
             std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io(&cfg.data_dir, e))?;
         }
         let mut store = Store {
+            remote,
+            gen_starts: Mutex::new(BTreeMap::new()),
+            cluster: RwLock::new(ClusterView::default()),
             tables: Default::default(),
             gen: AtomicU64::new(1),
             covered: HashMap::new(),
@@ -205,7 +235,10 @@ impl Store {
         let mut newest_gen = 0;
         for s in Signal::ALL {
             let mut segs = Vec::new();
-            scan(&store.cfg.data_dir, s, read_only, &mut segs)?;
+            match &store.remote {
+                Some(r) => segs = crate::cluster::list_remote(r, s)?,
+                None => scan(&store.cfg.data_dir, s, read_only, &mut segs)?,
+            }
             segs.sort_by_key(|g| (g.arrival_ms, g.max_ns));
             for g in &segs {
                 if g.node == store.cfg.node_id {
@@ -224,6 +257,14 @@ impl Store {
             store.tables[idx(s)].write().expect("lock").segments = segs;
         }
         store.gen.store(newest_gen + 1, Relaxed);
+        store
+            .gen_starts
+            .lock()
+            .expect("lock")
+            .insert(newest_gen + 1, now_ms());
+        if let Some(r) = &store.remote {
+            tracing::info!(storage = ?r, node = %store.cfg.node_id, "segments are kept in the object store");
+        }
         Ok(Arc::new(store))
     }
 
@@ -342,7 +383,6 @@ impl Store {
                 .map(|h| h.batch.clone())
                 .collect(),
             segments: t.segments.clone(),
-            root: self.cfg.data_dir.clone(),
         }
     }
 
@@ -360,6 +400,8 @@ impl Store {
     /// segment): its batches wait for the flusher, still queried; new
     /// appends belong to `gen + 1`.
     pub fn seal(&self, gen: u64) {
+        let mut starts = self.gen_starts.lock().expect("lock");
+        starts.insert(gen + 1, now_ms());
         *self.last_flush.write().expect("lock") = Instant::now();
         for s in Signal::ALL {
             let mut t = self.tables[idx(s)].write().expect("lock");
@@ -370,6 +412,13 @@ impl Store {
             }
         }
         self.gen.store(gen + 1, Relaxed);
+    }
+
+    /// [`Store::seal`] for rows replayed from the log: they arrived before
+    /// this process started, at times not kept.
+    pub(crate) fn seal_replayed(&self, gen: u64) {
+        self.seal(gen);
+        self.gen_starts.lock().expect("lock").remove(&gen);
     }
 
     /// Sealed generations not yet in Parquet, oldest first.
@@ -417,7 +466,7 @@ impl Store {
                 .cloned()
                 .unwrap_or_default();
             for group in crate::flush::groups(&batches) {
-                match crate::flush::write_group(&self.cfg, s, gen, &group) {
+                match crate::flush::write_group(&self.cfg, self.remote.as_deref(), s, gen, &group) {
                     Ok(written) => {
                         let n: usize = group.iter().map(|h| h.batch.num_rows()).sum();
                         let freed: u64 = group.iter().map(|h| h.memory.bytes()).sum();
@@ -521,8 +570,14 @@ impl Store {
             }
         }
         for key in doomed {
-            let p = self.cfg.data_dir.join(&key);
-            match std::fs::remove_file(&p) {
+            let gone = match &self.remote {
+                Some(r) => r.delete(&key),
+                None => {
+                    let p = self.cfg.data_dir.join(&key);
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))
+                }
+            };
+            match gone {
                 Ok(()) => {
                     self.stats.segments_deleted.fetch_add(1, Relaxed);
                     tracing::info!(segment = %key, "retention: deleted segment");
@@ -553,6 +608,24 @@ impl Store {
         self.cfg.wal_dir()
     }
 
+    /// The object store segments are kept in, if not `data_dir`.
+    pub fn remote(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// Where DataFusion reads `segment`.
+    pub fn url_of(&self, segment: &Segment) -> String {
+        match &self.remote {
+            Some(r) => r.url_of(&segment.key),
+            None => self
+                .cfg
+                .data_dir
+                .join(&segment.key)
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
     /// Deletes the log of generations whose rows are all in Parquet.
     pub fn truncate_log(&self) {
         if self.read_only {
@@ -563,6 +636,10 @@ impl Store {
             tracing::warn!(error = %e, through, "could not delete old write-ahead log segments");
         }
     }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Finds the segments of `table` below `root`; when serving, removes files

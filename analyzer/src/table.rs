@@ -61,7 +61,7 @@ impl TableProvider for StoreTable {
             let urls = snap
                 .segments
                 .iter()
-                .map(|g| ListingTableUrl::parse(snap.root.join(&g.key).to_string_lossy()))
+                .map(|g| ListingTableUrl::parse(self.store.url_of(g)))
                 .collect::<Result<Vec<_>>>()?;
             let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");

@@ -260,6 +260,9 @@ fn flusher(store: Arc<Store>, rx: std_mpsc::Receiver<FlushMsg>) {
         }
         store.truncate_log();
         store.apply_retention();
+        if let Err(e) = store.sync_cluster() {
+            tracing::warn!(error = %e, "could not sync with the object store; answers stay as of the last sync");
+        }
         if stopping {
             if !failed {
                 break;

@@ -29,6 +29,11 @@ impl Server {
     /// Same, with the API listening on `api_addr`; clients reach it on
     /// loopback whatever the address.
     pub fn start_on(data_dir: &Path, toml: &str, api_addr: &str) -> Server {
+        Self::start_env(data_dir, toml, api_addr, &[])
+    }
+
+    /// [`Server::start_on`] with extra environment variables.
+    pub fn start_env(data_dir: &Path, toml: &str, api_addr: &str, env: &[(&str, &str)]) -> Server {
         let cfg = data_dir.with_extension("toml");
         std::fs::write(
             &cfg,
@@ -39,11 +44,15 @@ impl Server {
             },
         )
         .unwrap();
-        Self::start_file(data_dir, &cfg, api_addr)
+        Self::start_file_env(data_dir, &cfg, api_addr, env)
     }
 
     /// Starts a server with the config file `cfg` as it is.
     pub fn start_file(data_dir: &Path, cfg: &Path, api_addr: &str) -> Server {
+        Self::start_file_env(data_dir, cfg, api_addr, &[])
+    }
+
+    fn start_file_env(data_dir: &Path, cfg: &Path, api_addr: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_graylens"))
             .args([
                 "serve",
@@ -57,6 +66,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .env("GRAYLENS_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod browser;
+mod cluster;
 mod collector;
 mod compare;
 mod dashboard;

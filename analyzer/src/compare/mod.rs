@@ -171,6 +171,10 @@ pub struct Comparison {
     /// `by = lane` only: colored against uncolored traces end to end, and the hops that account for the delta.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lanes: Option<LaneBreakdown>,
+    /// In a cluster (`storage.url`): the rows other nodes acknowledged
+    /// before this instant are included; this node's own are all included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Compares the two sides of `sel` under `policy`.
@@ -193,6 +197,10 @@ pub async fn compare(tables: &Tables, sel: &Selector, policy: &Policy) -> Result
         check_known(tables, sel).await?;
     }
     let mut c = assemble(sel, policy, &obs);
+    c.as_of = tables
+        .store()
+        .as_of_ms()
+        .and_then(chrono::DateTime::from_timestamp_millis);
     if sel.by == By::Lane {
         c.lanes = Some(lanes::breakdown(tables, sel).await?);
     }
@@ -233,6 +241,7 @@ pub fn assemble(sel: &Selector, policy: &Policy, obs: &Observations) -> Comparis
         operations: report::operations(obs, 20),
         explanations: explain::explain(obs, policy.alpha, 10),
         lanes: None,
+        as_of: None,
     }
 }
 

@@ -6,11 +6,13 @@
 use super::scan::Accumulator;
 use super::selector::Selector;
 use crate::error::{Error, Result};
+use crate::remote::Remote;
 use crate::segment::Segment;
 use crate::store::Store;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::parquet::file::statistics::Statistics;
 use graylens_collector::Signal;
 use std::path::PathBuf;
@@ -34,7 +36,24 @@ const LOG_COLUMNS: [&str; 4] = ["time", "service_name", "severity_number", "body
 #[derive(Clone)]
 pub(crate) enum Item {
     Hot(Signal, RecordBatch),
-    File(Signal, PathBuf),
+    File(Signal, Loc),
+}
+
+/// Where a segment is read from.
+#[derive(Clone)]
+pub(crate) enum Loc {
+    Local(PathBuf),
+    /// Key and size in the object store.
+    Remote(Arc<Remote>, String, u64),
+}
+
+impl Loc {
+    pub(crate) fn of(store: &Store, g: &Segment) -> Loc {
+        match store.remote() {
+            Some(r) => Loc::Remote(r.clone(), g.key.clone(), g.bytes),
+            None => Loc::Local(store.root().join(&g.key)),
+        }
+    }
 }
 
 fn ns(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
@@ -59,7 +78,7 @@ pub(crate) fn items(
         .iter()
         .filter(|g| wanted(g, &sel.service, from, to))
     {
-        out.push(Item::File(signal, store.root().join(&g.key)));
+        out.push(Item::File(signal, Loc::of(store, g)));
     }
 }
 
@@ -118,9 +137,16 @@ pub(crate) async fn scan_items(
                 match item {
                     Item::Hot(Signal::Logs, b) => acc.add_logs(&b),
                     Item::Hot(_, b) => acc.add_spans(&b),
-                    Item::File(signal, path) => {
+                    Item::File(signal, Loc::Local(path)) => {
                         read_file(&mut acc, signal, &path, (from, to), (part, parts))?
                     }
+                    Item::File(signal, Loc::Remote(r, key, size)) => read_remote(
+                        &mut acc,
+                        signal,
+                        (&r, &key, size),
+                        (from, to),
+                        (part, parts),
+                    )?,
                 }
             }
             Ok::<_, Error>(acc)
@@ -134,6 +160,111 @@ pub(crate) async fn scan_items(
         total.merge(&acc);
     }
     Ok((total, files))
+}
+
+/// The columns a comparison reads from a segment of `signal`.
+fn columns(acc: &Accumulator, signal: Signal) -> Vec<String> {
+    let side = acc.selector().by.column();
+    // The attribute maps are the costliest columns to decode (most of a
+    // Parquet comparison's time): read them only when explanations need them.
+    let maps = !acc.facet_keys().is_empty();
+    let names: Vec<&str> = match signal {
+        Signal::Logs => LOG_COLUMNS.iter().copied().chain([side]).collect(),
+        _ => SPAN_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| maps || !c.ends_with("attributes"))
+            .chain([side])
+            .collect(),
+    };
+    names.into_iter().map(String::from).collect()
+}
+
+/// Which columns and row groups of a segment to read: those whose `time`
+/// range meets the window, and of those every `parts`-th from `part`.
+fn plan(
+    meta: &ParquetMetaData,
+    names: &[String],
+    (from, to): (Option<i64>, Option<i64>),
+    (part, parts): (usize, usize),
+) -> (ProjectionMask, Vec<usize>) {
+    let schema = meta.file_metadata().schema_descr();
+    let mask = ProjectionMask::columns(schema, names.iter().map(String::as_str));
+    let time_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "time");
+    let groups: Vec<usize> = (0..meta.num_row_groups())
+        .filter(|g| g % parts == part)
+        .filter(|&g| {
+            let Some(stats) = time_idx.and_then(|i| meta.row_group(g).column(i).statistics())
+            else {
+                return true;
+            };
+            match stats {
+                Statistics::Int64(s) => {
+                    let lo = s.min_opt().copied().unwrap_or(i64::MIN);
+                    let hi = s.max_opt().copied().unwrap_or(i64::MAX);
+                    from.is_none_or(|f| hi >= f) && to.is_none_or(|t| lo < t)
+                }
+                _ => true,
+            }
+        })
+        .collect();
+    (mask, groups)
+}
+
+fn add(acc: &mut Accumulator, signal: Signal, b: &RecordBatch) {
+    match signal {
+        Signal::Logs => acc.add_logs(b),
+        _ => acc.add_spans(b),
+    }
+}
+
+/// [`read_file`] for a segment in the object store: only the needed column
+/// chunks are fetched (ranged GETs), on the object-store runtime, and
+/// streamed here batch by batch. Call it from a blocking thread.
+fn read_remote(
+    acc: &mut Accumulator,
+    signal: Signal,
+    (r, key, size): (&Arc<Remote>, &str, u64),
+    window: (Option<i64>, Option<i64>),
+    parts: (usize, usize),
+) -> Result<()> {
+    use crate::remote_reader::{is_not_found, ObjectReader};
+    use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+    use datafusion::parquet::errors::ParquetError;
+    use futures::StreamExt;
+    let names = columns(acc, signal);
+    let (path, store) = (r.path(key)?, r.store());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ParquetError>>(2);
+    r.spawn(async move {
+        let run = async {
+            let reader = ObjectReader { store, path, size };
+            let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+            let (mask, groups) = plan(builder.metadata(), &names, window, parts);
+            let mut stream = builder
+                .with_projection(mask)
+                .with_row_groups(groups)
+                .with_batch_size(64 * 1024)
+                .build()?;
+            while let Some(b) = stream.next().await {
+                if tx.send(Ok(b?)).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, ParquetError>(())
+        };
+        if let Err(e) = run.await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    while let Some(got) = rx.blocking_recv() {
+        match got {
+            Ok(b) => add(acc, signal, &b),
+            // Deleted by retention since the snapshot.
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(Error::Storage(format!("reading {key}: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// Adds one Parquet segment, reading only the needed columns of the row
@@ -156,40 +287,8 @@ fn read_file(
         Error::Internal(format!("reading {}: {e}", path.display()))
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
-    let side = acc.selector().by.column();
-    // The attribute maps are the costliest columns to decode (most of a
-    // Parquet comparison's time): read them only when explanations need them.
-    let maps = !acc.facet_keys().is_empty();
-    let names: Vec<&str> = match signal {
-        Signal::Logs => LOG_COLUMNS.iter().copied().chain([side]).collect(),
-        _ => SPAN_COLUMNS
-            .iter()
-            .copied()
-            .filter(|c| maps || !c.ends_with("attributes"))
-            .chain([side])
-            .collect(),
-    };
-    let meta = builder.metadata().clone();
-    let schema = meta.file_metadata().schema_descr();
-    let mask = ProjectionMask::columns(schema, names.iter().copied());
-    let time_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "time");
-    let groups: Vec<usize> = (0..meta.num_row_groups())
-        .filter(|g| g % parts == part)
-        .filter(|&g| {
-            let Some(stats) = time_idx.and_then(|i| meta.row_group(g).column(i).statistics())
-            else {
-                return true;
-            };
-            match stats {
-                Statistics::Int64(s) => {
-                    let lo = s.min_opt().copied().unwrap_or(i64::MIN);
-                    let hi = s.max_opt().copied().unwrap_or(i64::MAX);
-                    from.is_none_or(|f| hi >= f) && to.is_none_or(|t| lo < t)
-                }
-                _ => true,
-            }
-        })
-        .collect();
+    let names = columns(acc, signal);
+    let (mask, groups) = plan(builder.metadata(), &names, (from, to), (part, parts));
     let reader = builder
         .with_projection(mask)
         .with_row_groups(groups)
@@ -198,10 +297,7 @@ fn read_file(
         .map_err(parquet)?;
     for b in reader {
         let b = b.map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
-        match signal {
-            Signal::Logs => acc.add_logs(&b),
-            _ => acc.add_spans(&b),
-        }
+        add(acc, signal, &b);
     }
     Ok(())
 }

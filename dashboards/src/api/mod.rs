@@ -108,6 +108,13 @@ impl From<Error> for ApiError {
             Error::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
             Error::Limit(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
             Error::Busy(m) => ApiError(StatusCode::TOO_MANY_REQUESTS, m),
+            Error::Storage(m) => {
+                tracing::error!(error = %m, "object store failed");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("object store: {m}"),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "query failed");
                 ApiError(

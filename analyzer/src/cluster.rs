@@ -1,0 +1,125 @@
+//! A node among others sharing one object store (`[storage] url`).
+//!
+//! ```text
+//!  flusher, every few seconds:  put nodes/{me}.json (flushed_through_ms)
+//!                               read every nodes/*.json, then list segments
+//!                               other nodes' segments: replaced by the listing;
+//!                               those new here are added to running comparisons
+//!  answers:                     as_of = min over live other nodes of flushed_through_ms
+//! ```
+//!
+//! This node's own segments are kept as it knows them (it wrote them). A
+//! marker is read before the listing, so the listing holds every segment
+//! its node had written when it wrote the marker.
+
+use crate::error::Result;
+use crate::remote::{NodeMark, Remote};
+use crate::segment::{self, Segment};
+use crate::store::{idx, now_ms, Store};
+use graylens_collector::Signal;
+
+/// What this node knows of the others sharing its object store.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterView {
+    /// When segments were last listed (ms); 0 = never.
+    pub listed_ms: i64,
+    /// The nodes' markers read just before that listing (this node's too).
+    pub marks: Vec<NodeMark>,
+}
+
+/// A node whose marker is older than this is taken as gone: its rows not
+/// yet stored reach the store when it restarts and replays its log.
+pub const NODE_GONE_MS: i64 = 60_000;
+
+/// The segments of `table` in the object store.
+pub(crate) fn list_remote(r: &Remote, table: Signal) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for (key, bytes, mtime_ms) in r.list(table.table())? {
+        match segment::parse(&key, bytes, mtime_ms) {
+            Some(s) => out.push(s),
+            None => tracing::warn!(key, "ignoring an object not written by graylens"),
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Every row this node acknowledged before this instant (ms) is in
+    /// Parquet: the start of the oldest generation still in memory, or now.
+    pub fn flushed_through_ms(&self) -> i64 {
+        let now = now_ms();
+        let mut starts = self.gen_starts.lock().expect("lock");
+        let open = self.generation();
+        let oldest = match self.sealed_generations().first() {
+            Some(&g) => g,
+            None if self.memory_rows_open() > 0 => open,
+            None => {
+                starts.retain(|&g, _| g >= open);
+                return now;
+            }
+        };
+        starts.retain(|&g, _| g >= oldest);
+        starts.get(&oldest).copied().unwrap_or(0)
+    }
+
+    /// What this node knows of the others (empty without an object store).
+    pub fn cluster(&self) -> ClusterView {
+        self.cluster.read().expect("lock").clone()
+    }
+
+    /// How fresh the other nodes' part of an answer is: every row another
+    /// live node acknowledged before this instant (ms) is included. `None`
+    /// without an object store; now when no other node is known.
+    pub fn as_of_ms(&self) -> Option<i64> {
+        self.remote.as_ref()?;
+        let view = self.cluster.read().expect("lock");
+        let now = now_ms();
+        let others = view.marks.iter().filter(|m| {
+            m.node != self.cfg.node_id && view.listed_ms - m.written_ms <= NODE_GONE_MS
+        });
+        Some(
+            others
+                .map(|m| m.flushed_through_ms.min(view.listed_ms))
+                .min()
+                .unwrap_or(now),
+        )
+    }
+
+    /// With an object store: writes this node's marker, reads every node's,
+    /// then lists the segments. This node's segments are kept as it knows
+    /// them (it wrote them); the others' are replaced by the listing, and
+    /// those new to this node are added to the running comparisons.
+    /// Blocking.
+    pub fn sync_cluster(&self) -> Result<()> {
+        let Some(r) = self.remote.clone() else {
+            return Ok(());
+        };
+        r.put_mark(&NodeMark {
+            node: self.cfg.node_id.clone(),
+            flushed_through_ms: self.flushed_through_ms(),
+            written_ms: now_ms(),
+        })?;
+        let listed_ms = now_ms();
+        let marks = r.marks()?;
+        let mut listed = Vec::new();
+        for s in Signal::ALL {
+            listed.push(list_remote(&r, s)?);
+        }
+        crate::live::add_listed(self, &r, |fresh| {
+            for (s, found) in Signal::ALL.into_iter().zip(listed) {
+                let mut t = self.tables[idx(s)].write().expect("lock");
+                let known: std::collections::HashSet<String> =
+                    t.segments.iter().map(|g| g.key.clone()).collect();
+                t.segments.retain(|g| g.node == self.cfg.node_id);
+                for g in found.into_iter().filter(|g| g.node != self.cfg.node_id) {
+                    if !known.contains(&g.key) {
+                        fresh.push((s, g.clone()));
+                    }
+                    t.segments.push(g);
+                }
+            }
+        })?;
+        *self.cluster.write().expect("lock") = ClusterView { listed_ms, marks };
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Nodes sharing one object store (issue #14), on `object_store`'s
+//! in-memory store: a node reads the segments another wrote, running
+//! comparisons get each of them exactly once, and answers say how fresh
+//! the other nodes' part is.
+
+use graylens_analyzer::compare::{assemble, explain::default_attributes};
+use graylens_analyzer::remote::Remote;
+use graylens_analyzer::{compare, By, Policy, Selector, Store, StoreConfig, Subscription, Tables};
+use graylens_collector::ingest::convert_request;
+use graylens_collector::{Reservation, Signal};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use std::sync::Arc;
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `n` server spans of `version`: latency grows with `slow`, every
+/// `err_every`-th one fails, routes and pods vary.
+fn request(
+    seed: u64,
+    n: u64,
+    version: &str,
+    slow: f64,
+    err_every: u64,
+) -> ExportTraceServiceRequest {
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 60_000_000_000;
+    let spans = (0..n)
+        .map(|i| {
+            let x = (seed * 7919 + i * 104_729) % 1000;
+            let ms = slow * (10.0 + x as f64 / 20.0);
+            Span {
+                trace_id: (seed * 1_000_000 + i + 1).to_be_bytes().repeat(2),
+                span_id: (seed * 1_000_000 + i + 1).to_be_bytes().to_vec(),
+                name: ["GET /cart", "POST /pay"][(i % 2) as usize].into(),
+                kind: 2,
+                start_time_unix_nano: t0 + i * 1000,
+                end_time_unix_nano: t0 + i * 1000 + (ms * 1e6) as u64,
+                attributes: vec![kv("http.route", ["/cart", "/pay"][(i % 2) as usize])],
+                status: (i % err_every == 0).then(|| Status {
+                    code: status::StatusCode::Error as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.version", version),
+                    kv("k8s.pod.name", &format!("{version}-pod-{}", seed % 3)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn append(store: &Store, req: &ExportTraceServiceRequest) {
+    for b in convert_request(req).unwrap().batches {
+        store.append(Signal::Traces, b, Reservation::none());
+    }
+}
+
+fn node(dir: &std::path::Path, id: &str, remote: &Arc<Remote>) -> Arc<Store> {
+    Store::open_shared(
+        StoreConfig {
+            data_dir: dir.join(id),
+            retention_hours: 0,
+            node_id: id.into(),
+            ..Default::default()
+        },
+        remote.clone(),
+    )
+    .unwrap()
+}
+
+async fn sync(store: &Arc<Store>) {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.sync_cluster())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn flush(store: &Arc<Store>) {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.flush_now())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reads_what_another_wrote_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Arc::new(Remote::in_memory().unwrap());
+    let a = node(dir.path(), "node-a", &remote);
+    let b = node(dir.path(), "node-b", &remote);
+    let (ta, tb) = (
+        Tables::new(a.clone()).unwrap(),
+        Tables::new(b.clone()).unwrap(),
+    );
+    let sel = Selector {
+        service: "checkout".into(),
+        baseline: "1.0".into(),
+        canary: "1.1".into(),
+        by: By::Version,
+        from: None,
+        to: None,
+    };
+    let policy = Policy::default();
+    let facets: Arc<[String]> = default_attributes().into();
+
+    // A stores some of checkout in the object store; B knows nothing yet.
+    for seed in 0..3 {
+        append(&a, &request(seed, 400, "1.0", 1.0, 100));
+        append(&a, &request(seed + 100, 400, "1.1", 1.3, 12));
+    }
+    flush(&a).await;
+    assert!(b.as_of_ms().is_some());
+    // One comparison on B starts before B lists the store, one after.
+    let early = Subscription::start(&b, sel.clone(), facets.clone())
+        .await
+        .unwrap();
+    assert_eq!(early.requests(), (0, 0));
+    sync(&b).await;
+    let late = Subscription::start(&b, sel.clone(), facets.clone())
+        .await
+        .unwrap();
+    assert_eq!(late.requests(), (1200, 1200));
+    assert_eq!(early.requests(), (1200, 1200), "fed when first listed");
+    // More on A, some of it still in A's memory; B lists again (twice: a
+    // segment already known is not added again).
+    append(&a, &request(7, 300, "1.0", 1.0, 100));
+    append(&a, &request(107, 300, "1.1", 1.3, 12));
+    flush(&a).await;
+    append(&a, &request(8, 250, "1.0", 1.0, 100));
+    sync(&a).await;
+    sync(&b).await;
+    sync(&b).await;
+    for sub in [&early, &late] {
+        assert_eq!(sub.requests(), (1500, 1500));
+    }
+    let on_b = compare(&tb, &sel, &policy).await.unwrap();
+    assert_eq!((on_b.baseline.requests, on_b.canary.requests), (1500, 1500));
+    let on_a = compare(&ta, &sel, &policy).await.unwrap();
+    assert_eq!(
+        on_a.baseline.requests, 1750,
+        "A's own rows are all in its answer"
+    );
+    let json = |c: &graylens_analyzer::Comparison| {
+        serde_json::json!({
+            "metrics": c.metrics, "verdict": c.verdict, "explanations": c.explanations,
+            "operations": c.operations, "baseline": c.baseline, "canary": c.canary,
+        })
+    };
+    assert_eq!(
+        json(&assemble(&sel, &policy, &late.observations())),
+        json(&on_b)
+    );
+    assert_eq!(
+        json(&assemble(&sel, &policy, &early.observations())),
+        json(&on_b)
+    );
+    assert_eq!(
+        tb.query("SELECT count(*) AS n FROM spans")
+            .await
+            .unwrap()
+            .rows[0][0],
+        serde_json::json!(3000),
+        "SQL on B reads A's segments"
+    );
+
+    // B's answer is as fresh as A's marker: A still holds rows in memory,
+    // so its flushed-through instant is before now; once flushed, it moves on.
+    let before = a.flushed_through_ms();
+    assert!(before <= chrono::Utc::now().timestamp_millis());
+    let as_of = on_b.as_of.expect("as_of in a cluster").timestamp_millis();
+    assert!(as_of <= before, "{as_of} vs {before}");
+    flush(&a).await;
+    sync(&a).await;
+    sync(&b).await;
+    assert!(b.as_of_ms().unwrap() >= before);
+    assert_eq!(
+        compare(&tb, &sel, &policy).await.unwrap().baseline.requests,
+        1750
+    );
+    assert_eq!(b.cluster().marks.len(), 2);
+}
