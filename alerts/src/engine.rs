@@ -346,12 +346,7 @@ impl Alerts {
             obs.canary.metrics = c;
         }
         let mut c = assemble(sel, policy, &obs);
-        c.as_of = self
-            .inner
-            .tables
-            .store()
-            .as_of_ms()
-            .and_then(chrono::DateTime::from_timestamp_millis);
+        graylens_analyzer::compare::hold_until_covered(&mut c, self.inner.tables.store());
         Ok(c)
     }
 

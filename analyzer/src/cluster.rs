@@ -17,6 +17,7 @@ use crate::remote::{NodeMark, Remote};
 use crate::segment::{self, Segment};
 use crate::store::{idx, now_ms, Store};
 use graylens_collector::Signal;
+use std::sync::Arc;
 
 /// What this node knows of the others sharing its object store.
 #[derive(Debug, Default, Clone)]
@@ -30,6 +31,10 @@ pub struct ClusterView {
 /// A node whose marker is older than this is taken as gone: its rows not
 /// yet stored reach the store when it restarts and replays its log.
 pub const NODE_GONE_MS: i64 = 60_000;
+
+/// A pause in a service's traffic longer than this, and its next rows
+/// start a new run of receipts (its traffic may have been elsewhere).
+pub const RECEIVING_GAP_MS: i64 = 30_000;
 
 /// The segments of `table` in the object store.
 pub(crate) fn list_remote(r: &Remote, table: Signal) -> Result<Vec<Segment>> {
@@ -85,6 +90,69 @@ impl Store {
         )
     }
 
+    /// Notes that rows of `service` arrived now (a pause longer than
+    /// [`RECEIVING_GAP_MS`] starts a new run).
+    pub(crate) fn note_receipt(&self, service: &Arc<str>) {
+        let now = now_ms();
+        let mut r = self.receiving.lock().expect("lock");
+        match r.get_mut(service) {
+            Some((first, last)) => {
+                if now - *last > RECEIVING_GAP_MS {
+                    *first = now;
+                }
+                *last = now;
+            }
+            None => {
+                r.insert(service.clone(), (now, now));
+            }
+        }
+    }
+
+    /// Since when this node has been receiving `service` without a long
+    /// pause, if it is receiving it.
+    fn receiving_since(&self, service: &str) -> Option<i64> {
+        let now = now_ms();
+        let mut r = self.receiving.lock().expect("lock");
+        r.retain(|_, (_, last)| now - *last <= RECEIVING_GAP_MS);
+        r.get(service).map(|(first, _)| *first)
+    }
+
+    /// The other live nodes that may still hold rows of `service` not yet
+    /// stored, when that means an answer here would miss part of its
+    /// window. While this node receives the service: nodes whose marker
+    /// lists it as pending, and nodes whose marker is older than this run
+    /// of receipts (they may have had it until the ring changed). While it
+    /// does not: nodes listing it as pending if there are two or more (its
+    /// traffic moving between them); one alone is the usual lag of an
+    /// answer for a service received elsewhere (see `as_of`). Empty without
+    /// an object store.
+    pub fn waiting_for(&self, service: &str) -> Vec<String> {
+        if self.remote.is_none() {
+            return Vec::new();
+        }
+        let since = self.receiving_since(service);
+        let view = self.cluster.read().expect("lock");
+        let others = view.marks.iter().filter(|m| {
+            m.node != self.cfg.node_id && view.listed_ms - m.written_ms <= NODE_GONE_MS
+        });
+        let holding = |m: &&NodeMark| m.pending.iter().any(|s| s == service);
+        let out: Vec<String> = match since {
+            Some(first) => others
+                .filter(|m| holding(m) || m.written_ms < first)
+                .map(|m| m.node.clone())
+                .collect(),
+            None => {
+                let pending: Vec<String> = others.filter(holding).map(|m| m.node.clone()).collect();
+                if pending.len() >= 2 {
+                    pending
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        out
+    }
+
     /// With an object store: writes this node's marker, reads every node's,
     /// then lists the segments. This node's segments are kept as it knows
     /// them (it wrote them); the others' are replaced by the listing, and
@@ -98,6 +166,7 @@ impl Store {
             node: self.cfg.node_id.clone(),
             flushed_through_ms: self.flushed_through_ms(),
             written_ms: now_ms(),
+            pending: self.pending_services().into_iter().collect(),
         })?;
         let listed_ms = now_ms();
         let marks = r.marks()?;

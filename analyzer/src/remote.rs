@@ -59,6 +59,9 @@ pub struct NodeMark {
     pub flushed_through_ms: i64,
     /// When the marker was written (a node silent for long is gone).
     pub written_ms: i64,
+    /// Services this node holds rows of that are not stored yet.
+    #[serde(default)]
+    pub pending: Vec<String>,
 }
 
 /// What is wrong with a `storage.url`, if anything.

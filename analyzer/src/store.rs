@@ -147,6 +147,9 @@ pub struct Store {
     pub(crate) gen_starts: Mutex<BTreeMap<u64, i64>>,
     /// The other nodes' markers, read before the last listing.
     pub(crate) cluster: RwLock<ClusterView>,
+    /// With an object store: per service, since when this node has been
+    /// receiving it (ms) and when it last did.
+    pub(crate) receiving: Mutex<HashMap<Arc<str>, (i64, i64)>>,
 }
 
 /// A consistent view of one table for a query.
@@ -223,6 +226,7 @@ impl Store {
             remote,
             gen_starts: Mutex::new(BTreeMap::new()),
             cluster: RwLock::new(ClusterView::default()),
+            receiving: Mutex::new(HashMap::new()),
             tables: Default::default(),
             gen: AtomicU64::new(1),
             covered: HashMap::new(),
@@ -264,6 +268,12 @@ impl Store {
             .insert(newest_gen + 1, now_ms());
         if let Some(r) = &store.remote {
             tracing::info!(storage = ?r, node = %store.cfg.node_id, "segments are kept in the object store");
+            // The other nodes as they were before this one received anything.
+            let listed_ms = now_ms();
+            *store.cluster.get_mut().expect("lock") = ClusterView {
+                listed_ms,
+                marks: r.marks()?,
+            };
         }
         Ok(Arc::new(store))
     }
@@ -319,6 +329,9 @@ impl Store {
         }
         let (min_ns, max_ns) = time_range(&batch);
         let service: Arc<str> = batch_service(&batch).into();
+        if self.remote.is_some() {
+            self.note_receipt(&service);
+        }
         self.stats.hot_bytes.fetch_add(memory.bytes(), Relaxed);
         let mut t = self.tables[idx(signal)].write().expect("lock");
         let hot = Arc::new(Hot {
@@ -349,6 +362,20 @@ impl Store {
             t.segments.clone(),
             t.next_seq,
         )
+    }
+
+    /// Services with rows in memory (open or sealed), not yet in Parquet.
+    pub fn pending_services(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for t in &self.tables {
+            let t = t.read().expect("lock");
+            for h in t.sealed.values().flatten().chain(&t.hot) {
+                if !out.contains(&*h.service) {
+                    out.insert(h.service.to_string());
+                }
+            }
+        }
+        out
     }
 
     /// Rows in the open generation of `signal`.

@@ -209,3 +209,67 @@ async fn a_node_reads_what_another_wrote_exactly_once() {
     );
     assert_eq!(b.cluster().marks.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_traffic_moves_the_verdict_waits_for_the_old_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Arc::new(Remote::in_memory().unwrap());
+    let a = node(dir.path(), "node-a", &remote);
+    let b = node(dir.path(), "node-b", &remote);
+    let tb = Tables::new(b.clone()).unwrap();
+    let sel = Selector {
+        service: "checkout".into(),
+        baseline: "1.0".into(),
+        canary: "1.1".into(),
+        by: By::Version,
+        from: None,
+        to: None,
+    };
+    let policy = Policy::default();
+    // checkout went to A; A stored part of it and holds the rest in memory.
+    for seed in 0..3 {
+        append(&a, &request(seed, 400, "1.0", 1.0, 100));
+        append(&a, &request(seed + 100, 400, "1.1", 1.3, 12));
+    }
+    flush(&a).await;
+    append(&a, &request(7, 300, "1.0", 1.0, 100));
+    append(&a, &request(107, 300, "1.1", 1.3, 12));
+    sync(&a).await;
+    // B, answering for a service it does not receive: A's stored part, no hold.
+    sync(&b).await;
+    let before = compare(&tb, &sel, &policy).await.unwrap();
+    assert!(before.waiting_for.is_empty());
+    assert_eq!(before.baseline.requests, 1200);
+    // The ring moves checkout to B: B now holds rows of it too.
+    append(&b, &request(8, 300, "1.0", 1.0, 100));
+    append(&b, &request(108, 300, "1.1", 1.3, 12));
+    sync(&b).await;
+    let moving = compare(&tb, &sel, &policy).await.unwrap();
+    assert_eq!(moving.waiting_for, vec!["node-a".to_string()]);
+    assert_eq!(
+        moving.verdict.decision,
+        graylens_analyzer::Decision::Inconclusive,
+        "{:?}",
+        moving.verdict
+    );
+    assert!(
+        moving.verdict.reasons[0].contains("node-a"),
+        "{:?}",
+        moving.verdict
+    );
+    let live = Subscription::start(&b, sel.clone(), default_attributes().into())
+        .await
+        .unwrap();
+    // A's next flush covers the window: B's verdict is on all of it.
+    flush(&a).await;
+    sync(&a).await;
+    sync(&b).await;
+    let covered = compare(&tb, &sel, &policy).await.unwrap();
+    assert!(covered.waiting_for.is_empty(), "{:?}", covered.waiting_for);
+    assert_eq!(
+        (covered.baseline.requests, covered.canary.requests),
+        (1800, 1800)
+    );
+    assert_eq!(covered.verdict.decision, graylens_analyzer::Decision::Fail);
+    assert_eq!(live.requests(), (1800, 1800));
+}

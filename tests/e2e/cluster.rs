@@ -95,14 +95,41 @@ impl Drop for Moto {
 
 /// Starts node `id` over `data_dir`, sharing `url`.
 pub fn node(moto: &Moto, data_dir: &std::path::Path, url: &str, id: &str) -> Server {
+    node_with(moto, data_dir, url, id, "")
+}
+
+/// [`node`] with more config (a `[store]` section replaces the harness's
+/// one-second flush interval).
+pub fn node_with(
+    moto: &Moto,
+    data_dir: &std::path::Path,
+    url: &str,
+    id: &str,
+    toml: &str,
+) -> Server {
     let env = moto.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start_env(
         data_dir,
-        &format!("[storage]\nurl = \"{url}\"\n[cluster]\nnode_id = \"{id}\"\n"),
+        &format!("{toml}[storage]\nurl = \"{url}\"\n[cluster]\nnode_id = \"{id}\"\n"),
         "127.0.0.1:0",
         &env,
     )
+}
+
+/// The comparison at `path` once it waits for no other node (a node new to
+/// a service waits for the others' next markers, a few seconds).
+fn settled(s: &Server, path: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, c) = get(s, path);
+        assert_eq!(status, 200, "{c}");
+        if c.get("waiting_for").is_none() {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "still waiting: {c:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Polls `sql` on `s` until it returns `want`, for up to 30 s.
@@ -154,9 +181,8 @@ fn any_node_answers_for_every_service_from_the_shared_bucket() {
 
     // B compares A's service with A's counts, and says how fresh that is.
     let path = "/api/v1/compare?service=checkout&baseline=v1&canary=v2";
-    let (sa, ca) = get(&a, path);
-    let (sb, cb) = get(&b, path);
-    assert_eq!((sa, sb), (200, 200), "{ca}\n{cb}");
+    let ca = settled(&a, path);
+    let cb = settled(&b, path);
     for side in ["baseline", "canary"] {
         assert_eq!(cb[side]["requests"], 3000, "{side}: {cb:#}");
         assert_eq!(cb[side]["requests"], ca[side]["requests"]);
@@ -174,5 +200,71 @@ fn any_node_answers_for_every_service_from_the_shared_bucket() {
     wait_count(&c, "SELECT count(*) FROM spans", 7500);
     drop(c);
     a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_service_moving_to_another_node_is_inconclusive_until_the_old_node_stores_it() {
+    let Some(moto) = Moto::start("the ownership-move test") else {
+        return;
+    };
+    moto.create_bucket("moves");
+    let url = "s3://moves/g";
+    let dir = tempfile::tempdir().unwrap();
+    // Neither node flushes by itself during the test: A's rows of checkout
+    // stay in its memory until it stops.
+    let hold = "[store]\nflush_interval_secs = 3600\n";
+    let a = node_with(&moto, &dir.path().join("a"), url, "node-a", hold);
+    let b = node_with(&moto, &dir.path().join("b"), url, "node-b", hold);
+    let mut g = Gen(11);
+    for _ in 0..2 {
+        send(&a, requests(&mut g, "checkout", "v1", 1000, 20.0, 0.005));
+        send(&a, requests(&mut g, "checkout", "v2", 1000, 32.0, 0.06));
+    }
+    // The ring changes: checkout now goes to B.
+    for _ in 0..2 {
+        send(&b, requests(&mut g, "checkout", "v1", 1000, 20.0, 0.005));
+        send(&b, requests(&mut g, "checkout", "v2", 1000, 32.0, 0.06));
+    }
+    let path = "/api/v1/compare?service=checkout&baseline=v1&canary=v2";
+    // Once B has read A's marker (A writes it every few seconds), B knows
+    // A holds rows of checkout: inconclusive, naming A, on B's half.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let moving = loop {
+        let (status, c) = get(&b, path);
+        assert_eq!(status, 200, "{c}");
+        if c["waiting_for"].as_array().is_some_and(|w| !w.is_empty()) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "B never saw A's marker: {c:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(moving["waiting_for"], serde_json::json!(["node-a"]));
+    assert_eq!(
+        moving["verdict"]["decision"], "inconclusive",
+        "{:#}",
+        moving["verdict"]
+    );
+    assert_eq!(moving["baseline"]["requests"], 2000);
+    // A stops: its last flush stores its rows and its marker says so.
+    a.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let covered = loop {
+        let (_, c) = get(&b, path);
+        if c["baseline"]["requests"] == 4000 && c.get("waiting_for").is_none() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never covered the window: {c:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(covered["canary"]["requests"], 4000);
+    assert_eq!(
+        covered["verdict"]["decision"], "fail",
+        "{:#}",
+        covered["verdict"]
+    );
     b.stop();
 }

@@ -31,8 +31,9 @@ pub use selector::{quote, time_window};
 pub use selector::{By, Selector};
 
 use crate::error::{Error, Result};
-use crate::judge::{judge, Judgement, MetricResult, Policy, SampleRatio, Verdict};
+use crate::judge::{judge, Decision, Judgement, MetricResult, Policy, SampleRatio, Verdict};
 use crate::sql::Tables;
+use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -175,6 +176,39 @@ pub struct Comparison {
     /// before this instant are included; this node's own are all included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// In a cluster: the nodes whose rows of the service are not stored yet
+    /// while its traffic moves between nodes; the verdict is `inconclusive`
+    /// until they are (see [`Store::waiting_for`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+}
+
+/// Says how fresh `c` is in a cluster, and holds its verdict at
+/// `inconclusive` while part of its window is still in other nodes' memory:
+/// never a pass or a fail on partial data.
+pub fn hold_until_covered(c: &mut Comparison, store: &Store) {
+    c.as_of = store
+        .as_of_ms()
+        .and_then(chrono::DateTime::from_timestamp_millis);
+    c.waiting_for = store.waiting_for(&c.service);
+    if c.waiting_for.is_empty() {
+        return;
+    }
+    let mut reasons = vec![format!(
+        "{}'s traffic is new to this node or moving between nodes: {} may still hold rows of it not yet stored, \
+         so the window is not covered; the verdict waits until they have stored them or report holding none \
+         (about one flush interval)",
+        c.service,
+        c.waiting_for.join(", ")
+    )];
+    reasons.extend(
+        c.verdict
+            .reasons
+            .drain(..)
+            .map(|r| format!("on partial data: {r}")),
+    );
+    c.verdict.reasons = reasons;
+    c.verdict.decision = Decision::Inconclusive;
 }
 
 /// Compares the two sides of `sel` under `policy`.
@@ -197,10 +231,7 @@ pub async fn compare(tables: &Tables, sel: &Selector, policy: &Policy) -> Result
         check_known(tables, sel).await?;
     }
     let mut c = assemble(sel, policy, &obs);
-    c.as_of = tables
-        .store()
-        .as_of_ms()
-        .and_then(chrono::DateTime::from_timestamp_millis);
+    hold_until_covered(&mut c, tables.store());
     if sel.by == By::Lane {
         c.lanes = Some(lanes::breakdown(tables, sel).await?);
     }
@@ -242,6 +273,7 @@ pub fn assemble(sel: &Selector, policy: &Policy, obs: &Observations) -> Comparis
         explanations: explain::explain(obs, policy.alpha, 10),
         lanes: None,
         as_of: None,
+        waiting_for: Vec::new(),
     }
 }
 
