@@ -177,15 +177,32 @@ impl Store {
         crate::live::add_listed(self, &r, |fresh| {
             for (s, found) in Signal::ALL.into_iter().zip(listed) {
                 let mut t = self.tables[idx(s)].write().expect("lock");
-                let known: std::collections::HashSet<String> =
-                    t.segments.iter().map(|g| g.key.clone()).collect();
-                t.segments.retain(|g| g.node == self.cfg.node_id);
-                for g in found.into_iter().filter(|g| g.node != self.cfg.node_id) {
-                    if !known.contains(&g.key) {
+                let before = std::mem::take(&mut t.segments);
+                let known: std::collections::HashSet<&str> =
+                    before.iter().map(|g| g.key.as_str()).collect();
+                let theirs: Vec<Segment> = found
+                    .into_iter()
+                    .filter(|g| g.node != self.cfg.node_id)
+                    .collect();
+                // Running comparisons get new rows only: a merge of files
+                // known before (or listed with it) adds none. So no row is
+                // counted twice; a listing stalled for longer than
+                // compact::GRACE can leave out the rows of merged inputs it
+                // never listed.
+                for g in &theirs {
+                    let merge = theirs
+                        .iter()
+                        .chain(&before)
+                        .any(|o| segment::supersedes(g, o));
+                    if !known.contains(g.key.as_str()) && !merge {
                         fresh.push((s, g.clone()));
                     }
-                    t.segments.push(g);
                 }
+                t.segments = before
+                    .into_iter()
+                    .filter(|g| g.node == self.cfg.node_id)
+                    .chain(theirs)
+                    .collect();
             }
         })?;
         *self.cluster.write().expect("lock") = ClusterView { listed_ms, marks };

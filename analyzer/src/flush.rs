@@ -57,15 +57,7 @@ pub(crate) fn write_group(
         arrival_ms,
     );
     let batches: Vec<&RecordBatch> = hots.iter().map(|h| &h.batch).collect();
-    let bytes = match remote {
-        Some(r) => {
-            let body = encode(&table.schema(), &batches)?;
-            let n = body.len() as u64;
-            r.put(&key, body)?;
-            n
-        }
-        None => write_file(&cfg.data_dir.join(&key), &table.schema(), &batches)?,
-    };
+    let bytes = put(cfg, remote, &key, encode(&table.schema(), &batches)?)?;
     Ok(Segment {
         key,
         table,
@@ -109,18 +101,33 @@ pub(crate) fn encode(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<Vec
     Ok(buf)
 }
 
-/// tmp → fsync → rename → fsync the directory. Returns the file's size.
-pub(crate) fn write_file(path: &Path, schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<u64> {
+/// Stores an encoded segment at `key`: in the object store, or as a file
+/// under `data_dir`. Returns its size.
+pub(crate) fn put(
+    cfg: &StoreConfig,
+    remote: Option<&Remote>,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<u64> {
+    let n = bytes.len() as u64;
+    match remote {
+        Some(r) => r.put(key, bytes)?,
+        None => write_bytes(&cfg.data_dir.join(key), &bytes)?,
+    }
+    Ok(n)
+}
+
+/// tmp → fsync → rename → fsync the directory.
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().expect("segment paths have a directory");
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let bytes = encode(schema, batches)?;
     let tmp = path.with_extension("parquet.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     crate::wal::log::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    Ok(bytes.len() as u64)
+    Ok(())
 }

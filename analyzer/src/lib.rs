@@ -33,6 +33,7 @@
 //! ```
 
 mod cluster;
+pub mod compact;
 pub mod compare;
 mod error;
 mod flush;

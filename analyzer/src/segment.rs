@@ -55,6 +55,44 @@ impl Segment {
     }
 }
 
+/// The directory part of a key (table, service, date, hour).
+fn dir(key: &str) -> &str {
+    key.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// Whether `a` holds every row of `b`: a merge of it by compaction (same
+/// directory and node, `b`'s log generations within `a`'s, and more of them).
+pub fn supersedes(a: &Segment, b: &Segment) -> bool {
+    !a.node.is_empty()
+        && a.node == b.node
+        && (a.gen_lo, a.gen_hi) != (b.gen_lo, b.gen_hi)
+        && a.gen_lo <= b.gen_lo
+        && b.gen_hi <= a.gen_hi
+        && dir(&a.key) == dir(&b.key)
+}
+
+/// Whether some segment of `all` supersedes `g`.
+pub fn is_superseded(g: &Segment, all: &[Segment]) -> bool {
+    all.iter().any(|a| supersedes(a, g))
+}
+
+/// The segments a reader should read: every row once, whether a merge
+/// and the files it replaces are both present or only one of them is.
+pub fn visible(all: &[Segment]) -> Vec<Segment> {
+    let mut by_dir: std::collections::HashMap<(&str, &str), Vec<&Segment>> = Default::default();
+    for g in all {
+        by_dir.entry((dir(&g.key), &g.node)).or_default().push(g);
+    }
+    all.iter()
+        .filter(|g| {
+            !by_dir[&(dir(&g.key), g.node.as_str())]
+                .iter()
+                .any(|a| supersedes(a, g))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Characters kept as they are in a service directory name.
 fn plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
@@ -207,6 +245,42 @@ mod tests {
         assert_eq!((s.min_ns, s.max_ns, s.arrival_ms), (100, 200, 123));
         assert!(parse("logs/2026-11-28/04/notes.txt", 1, 0).is_none());
         assert!(parse("other/x/y/z/1_2_3.parquet", 1, 0).is_none());
+    }
+
+    #[test]
+    fn a_merge_hides_the_files_it_replaces_and_only_those() {
+        let seg = |node: &str, lo, hi, hour: &str| {
+            let k = format!("spans/service=s/2026-12-06/{hour}/1_2_{node}_{lo}-{hi}_3.parquet");
+            parse(&k, 1, 0).unwrap()
+        };
+        let (a, b, c) = (
+            seg("n", 1, 1, "10"),
+            seg("n", 2, 2, "10"),
+            seg("n", 3, 3, "10"),
+        );
+        let merged = seg("n", 1, 2, "10");
+        let other_hour = seg("n", 2, 2, "11");
+        let other_node = seg("m", 2, 2, "10");
+        let all = vec![
+            a.clone(),
+            b.clone(),
+            c.clone(),
+            merged.clone(),
+            other_hour.clone(),
+            other_node.clone(),
+        ];
+        let keys: Vec<String> = visible(&all).into_iter().map(|g| g.key).collect();
+        assert_eq!(
+            keys,
+            [c.key, merged.key.clone(), other_hour.key, other_node.key]
+        );
+        assert!(is_superseded(&a, &all) && !is_superseded(&merged, &all));
+        // A merge of a merge hides both levels.
+        let again = seg("n", 1, 3, "10");
+        let mut all = all;
+        all.push(again.clone());
+        assert!(is_superseded(&merged, &all));
+        assert_eq!(visible(&all).len(), 3);
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub struct StoreStats {
     pub wal_torn: AtomicU64,
     /// Bytes of batches held in memory (hot and sealed).
     pub hot_bytes: AtomicU64,
+    /// Segments merged into larger ones by compaction.
+    pub segments_merged: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -150,6 +152,8 @@ pub struct Store {
     /// With an object store: per service, since when this node has been
     /// receiving it (ms) and when it last did.
     pub(crate) receiving: Mutex<HashMap<Arc<str>, (i64, i64)>>,
+    /// This node's segments replaced by merges, waiting to be deleted.
+    pub(crate) doomed: Mutex<crate::compact::Doomed>,
 }
 
 /// A consistent view of one table for a query.
@@ -227,6 +231,7 @@ impl Store {
             gen_starts: Mutex::new(BTreeMap::new()),
             cluster: RwLock::new(ClusterView::default()),
             receiving: Mutex::new(HashMap::new()),
+            doomed: Mutex::new(Default::default()),
             tables: Default::default(),
             gen: AtomicU64::new(1),
             covered: HashMap::new(),
@@ -359,7 +364,7 @@ impl Store {
         let t = self.tables[idx(signal)].read().expect("lock");
         (
             t.sealed.values().flatten().chain(&t.hot).cloned().collect(),
-            t.segments.clone(),
+            segment::visible(&t.segments),
             t.next_seq,
         )
     }
@@ -409,7 +414,7 @@ impl Store {
                 .chain(&t.hot)
                 .map(|h| h.batch.clone())
                 .collect(),
-            segments: t.segments.clone(),
+            segments: segment::visible(&t.segments),
         }
     }
 

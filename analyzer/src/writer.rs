@@ -244,6 +244,7 @@ impl Loop {
 /// is retried every few seconds. At stop, tries until nothing is sealed or
 /// three attempts failed (the rows then stay in the log for the next start).
 fn flusher(store: Arc<Store>, rx: std_mpsc::Receiver<FlushMsg>) {
+    let mut last_compaction = std::time::Instant::now();
     let mut stopping = false;
     let mut failures_at_stop = 0;
     loop {
@@ -262,6 +263,11 @@ fn flusher(store: Arc<Store>, rx: std_mpsc::Receiver<FlushMsg>) {
         store.apply_retention();
         if let Err(e) = store.sync_cluster() {
             tracing::warn!(error = %e, "could not sync with the object store; answers stay as of the last sync");
+        }
+        if !stopping && last_compaction.elapsed() >= crate::compact::COMPACT_EVERY {
+            last_compaction = std::time::Instant::now();
+            // Failures are logged by compact and retried next pass.
+            let _ = store.compact();
         }
         if stopping {
             if !failed {

@@ -173,6 +173,11 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             st.segments_deleted.load(Relaxed),
         ),
         (
+            "graylens_store_segments_merged_total",
+            "Parquet segments merged into larger ones by compaction.",
+            st.segments_merged.load(Relaxed),
+        ),
+        (
             "graylens_wal_records_total",
             "Requests written to the write-ahead log.",
             st.wal_records.load(Relaxed),

@@ -1,0 +1,240 @@
+//! Compaction: this node's small segments of one table, service and hour
+//! merged into one, in the background, without a reader ever seeing a row
+//! twice or missing one.
+//!
+//! ```text
+//!  every pass (the flusher, each COMPACT_EVERY):
+//!    1. this node's segments a merge replaces, seen for GRACE or longer: deleted
+//!    2. per table, service and hour: MIN_INPUTS or more visible segments under
+//!       TARGET_BYTES ─► read one by one, written as one segment (same directory,
+//!       log generations lo..hi of its inputs, newest arrival of its inputs)
+//!  readers: segment::visible() hides a segment once a merge of it is listed,
+//!    so a listing with both, or with either alone, reads every row once
+//! ```
+//!
+//! Inputs stay for `GRACE` after the merge appears, so a query or comparison
+//! that listed them before has read them by then. Each node merges only its
+//! own segments, so nodes never coordinate; a crash between writing a merge
+//! and deleting its inputs leaves both, and the next passes delete the inputs.
+
+use crate::error::{Error, Result};
+use crate::segment::{self, Segment};
+use crate::store::Store;
+use bytes::Bytes;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use graylens_collector::Signal;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// How often the flusher runs a pass.
+pub const COMPACT_EVERY: Duration = Duration::from_secs(60);
+/// How long a merged segment's inputs stay readable after the merge.
+pub const GRACE: Duration = Duration::from_secs(600);
+/// Segments this large are left alone; merges stop growing near it.
+pub const TARGET_BYTES: u64 = 64 << 20;
+/// Fewest segments of one table, service and hour worth merging.
+pub const MIN_INPUTS: usize = 4;
+
+/// Superseded segments of this node and since when they are known to be.
+#[derive(Debug, Default)]
+pub(crate) struct Doomed(HashMap<String, Instant>);
+
+impl Store {
+    /// One compaction pass (blocking); returns how many segments were merged.
+    pub fn compact(&self) -> Result<usize> {
+        self.compact_with_grace(GRACE)
+    }
+
+    /// [`Store::compact`] with another grace period (tests).
+    pub fn compact_with_grace(&self, grace: Duration) -> Result<usize> {
+        if self.is_read_only() {
+            return Ok(0);
+        }
+        self.delete_replaced(grace);
+        let mut merged = 0;
+        for s in Signal::ALL {
+            for inputs in self.merge_candidates(s) {
+                match self.merge(s, &inputs) {
+                    Ok(true) => merged += inputs.len(),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(table = s.table(), error = %e, "compaction: merge failed; the segments stay as they are");
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    /// Groups of this node's visible small segments, one per table, service
+    /// and hour directory, oldest generations first, within the target size.
+    fn merge_candidates(&self, s: Signal) -> Vec<Vec<Segment>> {
+        let me = &self.config().node_id;
+        let visible = segment::visible(
+            &self.tables[crate::store::idx(s)]
+                .read()
+                .expect("lock")
+                .segments,
+        );
+        let mut by_dir: BTreeMap<String, Vec<Segment>> = BTreeMap::new();
+        for g in visible {
+            if &g.node == me && g.service.is_some() && g.bytes < TARGET_BYTES {
+                let dir = g.key.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+                by_dir.entry(dir).or_default().push(g);
+            }
+        }
+        let mut out = Vec::new();
+        for (_, mut group) in by_dir {
+            if group.len() < MIN_INPUTS {
+                continue;
+            }
+            group.sort_by_key(|g| g.gen_lo);
+            let mut take = Vec::new();
+            let mut bytes = 0;
+            for g in group {
+                if take.len() >= 2 && bytes + g.bytes > TARGET_BYTES {
+                    break;
+                }
+                bytes += g.bytes;
+                take.push(g);
+            }
+            if take.len() >= 2 {
+                out.push(take);
+            }
+        }
+        out
+    }
+
+    /// Writes one segment holding every row of `inputs`. `false` when an
+    /// input is gone (retention deleted it meanwhile): nothing written.
+    fn merge(&self, s: Signal, inputs: &[Segment]) -> Result<bool> {
+        let cfg = self.config();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(
+            &mut buf,
+            s.schema(),
+            Some(crate::flush::writer_properties()),
+        )
+        .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
+        for g in inputs {
+            let Some(bytes) = self.read_segment(g)? else {
+                return Ok(false);
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.with_batch_size(64 * 1024).build())
+                .map_err(|e| Error::Internal(format!("compaction: reading {}: {e}", g.key)))?;
+            for b in reader {
+                let b =
+                    b.map_err(|e| Error::Internal(format!("compaction: reading {}: {e}", g.key)))?;
+                w.write(&b)
+                    .map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
+            }
+        }
+        w.close()
+            .map_err(|e| Error::Internal(format!("parquet close: {e}")))?;
+        let first = &inputs[0];
+        let service = first.service.clone().unwrap_or_default();
+        let min_ns = inputs.iter().map(|g| g.min_ns).min().unwrap_or(0);
+        let max_ns = inputs.iter().map(|g| g.max_ns).max().unwrap_or(0);
+        let gen_lo = inputs.iter().map(|g| g.gen_lo).min().unwrap_or(0);
+        let gen_hi = inputs.iter().map(|g| g.gen_hi).max().unwrap_or(0);
+        let arrival_ms = inputs.iter().map(|g| g.arrival_ms).max().unwrap_or(0);
+        let key = segment::key(
+            s,
+            &service,
+            min_ns,
+            max_ns,
+            &cfg.node_id,
+            gen_lo,
+            gen_hi,
+            arrival_ms,
+        );
+        let bytes = crate::flush::put(cfg, self.remote().map(|r| &**r), &key, buf)?;
+        let merged = Segment {
+            key,
+            table: s,
+            service: Some(service),
+            min_ns,
+            max_ns,
+            node: cfg.node_id.clone(),
+            gen_lo,
+            gen_hi,
+            arrival_ms,
+            bytes,
+        };
+        tracing::debug!(table = s.table(), segment = %merged.key, inputs = inputs.len(), bytes, "compaction: merged");
+        self.tables[crate::store::idx(s)]
+            .write()
+            .expect("lock")
+            .segments
+            .push(merged);
+        self.stats
+            .segments_merged
+            .fetch_add(inputs.len() as u64, Relaxed);
+        Ok(true)
+    }
+
+    /// A whole segment, or `None` if it is gone.
+    fn read_segment(&self, g: &Segment) -> Result<Option<Bytes>> {
+        match self.remote() {
+            Some(r) => r.get(&g.key),
+            None => {
+                let path = self.root().join(&g.key);
+                match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(&path, e)),
+                }
+            }
+        }
+    }
+
+    /// Deletes this node's segments that a merge has replaced for `grace`
+    /// or longer, and starts the clock on those replaced since the last pass.
+    fn delete_replaced(&self, grace: Duration) {
+        let me = self.config().node_id.clone();
+        let now = Instant::now();
+        let mut doomed = self.doomed.lock().expect("lock");
+        let mut due: Vec<(Signal, String)> = Vec::new();
+        for s in Signal::ALL {
+            let t = self.tables[crate::store::idx(s)].read().expect("lock");
+            for g in &t.segments {
+                if g.node == me && segment::is_superseded(g, &t.segments) {
+                    let since = *doomed.0.entry(g.key.clone()).or_insert(now);
+                    if now.duration_since(since) >= grace {
+                        due.push((s, g.key.clone()));
+                    }
+                }
+            }
+        }
+        for (s, key) in due {
+            let gone = match self.remote() {
+                Some(r) => r.delete(&key),
+                None => {
+                    let p = self.root().join(&key);
+                    match std::fs::remove_file(&p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
+                        _ => Ok(()),
+                    }
+                }
+            };
+            match gone {
+                Ok(()) => {
+                    doomed.0.remove(&key);
+                    self.tables[crate::store::idx(s)]
+                        .write()
+                        .expect("lock")
+                        .segments
+                        .retain(|g| g.key != key);
+                    tracing::debug!(segment = %key, "compaction: deleted a merged segment's input");
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %key, error = %e, "compaction: could not delete a merged input; retried next pass")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Compaction (issue #14): a node's small segments of one table, service
+//! and hour are merged into one while queries and comparisons run, locally
+//! and in a shared object store; no count ever changes.
+
+use graylens_analyzer::compare::explain::default_attributes;
+use graylens_analyzer::remote::Remote;
+use graylens_analyzer::{compare, By, Policy, Selector, Store, StoreConfig, Subscription, Tables};
+use graylens_collector::ingest::convert_request;
+use graylens_collector::{Reservation, Signal};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `n` server spans of `version`: latency grows with `slow`, every
+/// `err_every`-th one fails, routes and pods vary.
+fn request(
+    seed: u64,
+    n: u64,
+    version: &str,
+    slow: f64,
+    err_every: u64,
+) -> ExportTraceServiceRequest {
+    // A fixed hour, so every batch lands in one directory.
+    let t0: u64 = 1_780_000_000_000_000_000 + seed * 1_000_000;
+    let spans = (0..n)
+        .map(|i| {
+            let x = (seed * 7919 + i * 104_729) % 1000;
+            let ms = slow * (10.0 + x as f64 / 20.0);
+            Span {
+                trace_id: (seed * 1_000_000 + i + 1).to_be_bytes().repeat(2),
+                span_id: (seed * 1_000_000 + i + 1).to_be_bytes().to_vec(),
+                name: ["GET /cart", "POST /pay"][(i % 2) as usize].into(),
+                kind: 2,
+                start_time_unix_nano: t0 + i * 1000,
+                end_time_unix_nano: t0 + i * 1000 + (ms * 1e6) as u64,
+                attributes: vec![kv("http.route", ["/cart", "/pay"][(i % 2) as usize])],
+                status: (i % err_every == 0).then(|| Status {
+                    code: status::StatusCode::Error as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.version", version),
+                    kv("k8s.pod.name", &format!("{version}-pod-{}", seed % 3)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn append(store: &Store, req: &ExportTraceServiceRequest) {
+    for b in convert_request(req).unwrap().batches {
+        store.append(Signal::Traces, b, Reservation::none());
+    }
+}
+
+fn sel() -> Selector {
+    Selector {
+        service: "checkout".into(),
+        baseline: "1.0".into(),
+        canary: "1.1".into(),
+        by: By::Version,
+        from: None,
+        to: None,
+    }
+}
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            n += parquet_files(&p);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            n += 1;
+        }
+    }
+    n
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_never_change_while_files_are_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig {
+        data_dir: dir.path().to_path_buf(),
+        retention_hours: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let tables = Tables::new(store.clone()).unwrap();
+    for seed in 0..6 {
+        append(&store, &request(seed, 300, "1.0", 1.0, 50));
+        append(&store, &request(seed + 100, 300, "1.1", 1.3, 12));
+        store.flush_now().unwrap();
+    }
+    assert_eq!(parquet_files(dir.path()), 6);
+    let facets: Arc<[String]> = default_attributes().into();
+    let sub = Subscription::start(&store, sel(), facets.clone())
+        .await
+        .unwrap();
+    let want = 6 * 600;
+    // Queries and comparisons in a loop while compaction runs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (tables, stop) = (tables.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut looks = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || looks < 3 {
+                let n = tables
+                    .query("SELECT count(*) FROM spans")
+                    .await
+                    .unwrap()
+                    .rows[0][0]
+                    .clone();
+                assert_eq!(n, serde_json::json!(want), "SQL during compaction");
+                let c = compare(&tables, &sel(), &Policy::default()).await.unwrap();
+                assert_eq!(
+                    c.baseline.requests + c.canary.requests,
+                    want as u64,
+                    "compare during compaction"
+                );
+                looks += 1;
+            }
+            looks
+        })
+    };
+    let s = store.clone();
+    let merged = blocking(move || s.compact_with_grace(Duration::ZERO).unwrap()).await;
+    assert_eq!(merged, 6);
+    // The inputs are still on disk (until the next pass), hidden by the merge.
+    assert_eq!(parquet_files(dir.path()), 7);
+    assert_eq!(
+        tables
+            .query("SELECT count(*) FROM spans")
+            .await
+            .unwrap()
+            .rows[0][0],
+        serde_json::json!(want)
+    );
+    let c = compare(&tables, &sel(), &Policy::default()).await.unwrap();
+    assert_eq!(c.baseline.requests + c.canary.requests, want as u64);
+    let s = store.clone();
+    assert_eq!(
+        blocking(move || s.compact_with_grace(Duration::ZERO).unwrap()).await,
+        0
+    );
+    assert_eq!(
+        parquet_files(dir.path()),
+        1,
+        "inputs deleted after the grace period"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() >= 3);
+    assert_eq!(sub.requests(), (1800, 1800));
+    assert_eq!(
+        store
+            .stats
+            .segments_merged
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6
+    );
+    // A restart finds one segment, and replays nothing twice.
+    drop((tables, sub));
+    let again = Store::open(StoreConfig {
+        data_dir: dir.path().to_path_buf(),
+        retention_hours: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let t = Tables::new(again).unwrap();
+    assert_eq!(
+        t.query("SELECT count(*) FROM spans").await.unwrap().rows[0][0],
+        serde_json::json!(want)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_counts_a_merge_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Arc::new(Remote::in_memory().unwrap());
+    let open = |id: &str| {
+        Store::open_shared(
+            StoreConfig {
+                data_dir: dir.path().join(id),
+                retention_hours: 0,
+                node_id: id.into(),
+                ..Default::default()
+            },
+            remote.clone(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (open("node-a"), open("node-b"));
+    for seed in 0..5 {
+        append(&a, &request(seed, 200, "1.0", 1.0, 50));
+        append(&a, &request(seed + 100, 200, "1.1", 1.3, 12));
+        let s = a.clone();
+        blocking(move || s.flush_now().unwrap()).await;
+    }
+    let sync = |s: &Arc<Store>| {
+        let s = s.clone();
+        blocking(move || s.sync_cluster().unwrap())
+    };
+    sync(&b).await;
+    let sub = Subscription::start(&b, sel(), default_attributes().into())
+        .await
+        .unwrap();
+    assert_eq!(sub.requests(), (1000, 1000));
+    let tb = Tables::new(b.clone()).unwrap();
+    let count =
+        || async { tb.query("SELECT count(*) FROM spans").await.unwrap().rows[0][0].clone() };
+    // A merges: B lists the merge and its inputs together, then the merge alone.
+    let s = a.clone();
+    assert_eq!(
+        blocking(move || s.compact_with_grace(Duration::ZERO).unwrap()).await,
+        5
+    );
+    sync(&b).await;
+    assert_eq!(sub.requests(), (1000, 1000));
+    assert_eq!(count().await, serde_json::json!(2000));
+    let s = a.clone();
+    blocking(move || s.compact_with_grace(Duration::ZERO).unwrap()).await;
+    sync(&b).await;
+    assert_eq!(remote.list("spans").unwrap().len(), 1);
+    assert_eq!(sub.requests(), (1000, 1000));
+    assert_eq!(count().await, serde_json::json!(2000));
+    // New rows after the merge still reach B's running comparison.
+    append(&a, &request(9, 200, "1.0", 1.0, 50));
+    let s = a.clone();
+    blocking(move || s.flush_now().unwrap()).await;
+    sync(&b).await;
+    assert_eq!(sub.requests(), (1200, 1000));
+}
