@@ -201,6 +201,25 @@ serviceMonitor:
         .unwrap();
     assert_eq!(r.status(), 200);
     s.stop();
+
+    // A cluster: three pods sharing a bucket, each named by its pod.
+    let cluster = r#"
+auth: {allowUnauthenticated: true}
+replicaCount: 3
+storage: {url: "s3://telemetry/graylens", envSecretName: graylens-s3}
+"#;
+    let rendered = render(&helm, dir.path(), "cluster", cluster).unwrap();
+    let (ok, out) = validate(&python, &crds, std::slice::from_ref(&rendered));
+    assert!(ok, "{out}");
+    let text = std::fs::read_to_string(&rendered).unwrap();
+    for want in [
+        "replicas: 3",
+        "name: GRAYLENS_STORAGE_URL\n              value: \"s3://telemetry/graylens\"",
+        "name: GRAYLENS_NODE_ID\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.name",
+        "envFrom:\n            - secretRef:\n                name: graylens-s3",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
 }
 
 #[test]
@@ -226,6 +245,16 @@ fn the_chart_refuses_values_graylens_would_refuse() {
             "client-ca-alone",
             "auth: {allowUnauthenticated: true}\ntls: {clientCASecretName: ca}\n",
             "tls.clientCASecretName needs tls.secretName",
+        ),
+        (
+            "replicas-without-storage",
+            "auth: {allowUnauthenticated: true}\nreplicaCount: 3\n",
+            "replicaCount > 1 needs storage.url",
+        ),
+        (
+            "storage-not-s3",
+            "auth: {allowUnauthenticated: true}\nstorage: {url: \"gs://b/p\"}\n",
+            "storage.url must be s3://bucket/prefix",
         ),
     ] {
         let err = render(&helm, dir.path(), name, values).expect_err(name);

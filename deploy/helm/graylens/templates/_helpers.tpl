@@ -44,6 +44,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- fail (printf "graylens: auth.tokens name %q must be a DNS label (it names a volume)" .name) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.storage.url) -}}
+{{- fail "graylens: replicaCount > 1 needs storage.url: nodes share their data through an object store (README, \"Running a cluster\")" -}}
+{{- end -}}
+{{- if and .Values.storage.url (not (hasPrefix "s3://" .Values.storage.url)) -}}
+{{- fail "graylens: storage.url must be s3://bucket/prefix" -}}
+{{- end -}}
 {{- if and .Values.tls.clientCASecretName (not .Values.tls.secretName) -}}
 {{- fail "graylens: tls.clientCASecretName needs tls.secretName" -}}
 {{- end -}}
