@@ -40,6 +40,7 @@ mod flush;
 pub mod histogram;
 pub mod judge;
 pub mod live;
+mod prune;
 pub mod recover;
 pub mod remote;
 mod remote_reader;

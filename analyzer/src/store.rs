@@ -7,7 +7,7 @@
 //!                        └─► sealed[G] dropped, memory given back, log ≤ G deleted
 //! ```
 //!
-//! A query takes a [`Snapshot`]: hot, sealed and segments under one lock per
+//! A query takes a view: hot, sealed and segments under one lock per
 //! table, so it sees every acknowledged row exactly once. Each hot batch
 //! holds one service (see `graylens_collector::convert`) and keeps its
 //! memory reservation until its rows are in Parquet.
@@ -154,13 +154,6 @@ pub struct Store {
     pub(crate) receiving: Mutex<HashMap<Arc<str>, (i64, i64)>>,
     /// This node's segments replaced by merges, waiting to be deleted.
     pub(crate) doomed: Mutex<crate::compact::Doomed>,
-}
-
-/// A consistent view of one table for a query.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub hot: Vec<RecordBatch>,
-    pub segments: Vec<Segment>,
 }
 
 pub(crate) fn idx(s: Signal) -> usize {
@@ -402,20 +395,6 @@ impl Store {
                 .flatten()
                 .map(|h| h.batch.num_rows())
                 .sum::<usize>()
-    }
-
-    pub fn snapshot(&self, signal: Signal) -> Snapshot {
-        let t = self.tables[idx(signal)].read().expect("lock");
-        Snapshot {
-            hot: t
-                .sealed
-                .values()
-                .flatten()
-                .chain(&t.hot)
-                .map(|h| h.batch.clone())
-                .collect(),
-            segments: segment::visible(&t.segments),
-        }
     }
 
     /// Whether a periodic or size-triggered flush is due.

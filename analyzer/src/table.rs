@@ -2,6 +2,7 @@
 
 use crate::store::Store;
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -16,7 +17,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use graylens_collector::Signal;
 use std::sync::Arc;
 
-/// Reads a fresh [`Snapshot`](crate::store::Snapshot) of its table at every scan.
+/// Reads a fresh view of its table at every scan, skipping the segments
+/// and hot batches the pushed-down filters rule out (see [`crate::prune`]).
 #[derive(Debug)]
 pub(crate) struct StoreTable {
     store: Arc<Store>,
@@ -54,12 +56,22 @@ impl TableProvider for StoreTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snap = self.store.snapshot(self.signal);
+        let (hot, segments, _) = self.store.view(self.signal);
+        // Only the segments and batches the WHERE clause can match.
+        let b = crate::prune::bounds(filters);
+        let segments: Vec<_> = segments
+            .into_iter()
+            .filter(|g| b.allows_service(g.service.as_deref()) && b.allows_time(g.min_ns, g.max_ns))
+            .collect();
+        let hot: Vec<RecordBatch> = hot
+            .iter()
+            .filter(|h| b.allows_service(Some(&h.service)) && b.allows_time(h.min_ns, h.max_ns))
+            .map(|h| h.batch.clone())
+            .collect();
         let schema = self.schema();
         let mut inputs = Vec::new();
-        if !snap.segments.is_empty() {
-            let urls = snap
-                .segments
+        if !segments.is_empty() {
+            let urls = segments
                 .iter()
                 .map(|g| ListingTableUrl::parse(self.store.url_of(g)))
                 .collect::<Result<Vec<_>>>()?;
@@ -71,10 +83,10 @@ impl TableProvider for StoreTable {
             let cold = ListingTable::try_new(cfg)?;
             inputs.push(cold.scan(state, projection, filters, limit).await?);
         }
-        if !snap.hot.is_empty() || inputs.is_empty() {
+        if !hot.is_empty() || inputs.is_empty() {
             // Two partitions so both cores work on a large hot segment.
-            let mid = snap.hot.len() / 2;
-            let parts = vec![snap.hot[..mid].to_vec(), snap.hot[mid..].to_vec()];
+            let mid = hot.len() / 2;
+            let parts = vec![hot[..mid].to_vec(), hot[mid..].to_vec()];
             let hot = MemTable::try_new(schema, parts)?;
             inputs.push(hot.scan(state, projection, filters, limit).await?);
         }
