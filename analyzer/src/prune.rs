@@ -207,7 +207,7 @@ mod tests {
             col("duration_ns").gt(lit(5_i64)),
             !col("time").between(ts(5), ts(9)),
         ] {
-            assert_eq!(bounds(&[e.clone()]), Bounds::default(), "{e}");
+            assert_eq!(bounds(std::slice::from_ref(&e)), Bounds::default(), "{e}");
         }
     }
 }
