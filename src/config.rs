@@ -49,11 +49,33 @@ pub struct StorageSection {
 }
 
 /// `[cluster]`: nodes sharing one object store.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
     /// Unique per node (the pod name of a StatefulSet); required with `storage.url`.
     pub node_id: String,
+    /// How long a node's claim to act for a rollout lasts; another node
+    /// takes over within about 1⅓ of this after the holder dies.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            lease_secs: 15,
+        }
+    }
+}
+
+impl Config {
+    /// The alert engine's settings, the lease included.
+    pub fn alerts_engine(&self) -> AlertsConfig {
+        AlertsConfig {
+            lease: Duration::from_secs(self.cluster.lease_secs),
+            ..self.alerts.engine()
+        }
+    }
 }
 
 /// Comparison and verdicts.
@@ -192,6 +214,7 @@ impl AlertsSection {
             },
             max_rollouts: self.max_rollouts,
             allowed_targets: graylens_alerts::targets::AllowedTargets(self.allowed_targets.clone()),
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -267,6 +290,12 @@ impl Config {
                         .into(),
                 );
             }
+        }
+        if !(3..=300).contains(&self.cluster.lease_secs) {
+            out.push(format!(
+                "cluster.lease_secs = {} is outside 3..=300",
+                self.cluster.lease_secs
+            ));
         }
         if !self.cluster.node_id.is_empty() {
             out.extend(

@@ -110,7 +110,7 @@ pub async fn serve(
         &cfg.store.data_dir,
         tables.clone(),
         policies.clone(),
-        cfg.alerts.engine(),
+        cfg.alerts_engine(),
         &cfg.rollouts,
         hints.clone(),
     )

@@ -74,6 +74,10 @@ fn due(
     let map = alerts.lock();
     let (mut out, mut next) = (Vec::new(), None::<DateTime<Utc>>);
     for r in map.values() {
+        // In a cluster, only the node acting for the rollout sends.
+        if !alerts.may_send(&r.id) {
+            continue;
+        }
         let mut seen_targets = HashSet::new();
         for d in r
             .deliveries

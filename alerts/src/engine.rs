@@ -40,6 +40,9 @@ pub struct AlertsConfig {
     pub max_rollouts: usize,
     /// Where actions of API-registered rollouts may go.
     pub allowed_targets: crate::targets::AllowedTargets,
+    /// In a cluster: how long a node's claim to act for a rollout lasts
+    /// (`cluster.lease_secs`).
+    pub lease: Duration,
 }
 
 /// Counters for logs and `/metrics`.
@@ -84,6 +87,10 @@ pub(crate) struct Inner {
     pub(crate) hints: RoleHints,
     /// Per rollout, its incremental comparison (see `graylens_analyzer::live`).
     pub(crate) subs: tokio::sync::Mutex<BTreeMap<String, Arc<Subscription>>>,
+    /// In a cluster: the shared registry and leases (see [`crate::shared`]).
+    pub(crate) shared: Option<Arc<crate::shared::Shared>>,
+    /// Wakes the registry exchange when a rollout changed here.
+    pub(crate) registry_wake: Notify,
 }
 
 impl Alerts {
@@ -155,8 +162,18 @@ impl Alerts {
             "alert engine loaded"
         );
         refresh_hints(&hints, &map);
+        let store = tables.store();
+        let shared = store.remote().map(|r| {
+            Arc::new(crate::shared::Shared::new(
+                r.clone(),
+                store.config().node_id.clone(),
+                cfg.lease,
+            ))
+        });
         Ok(Alerts {
             inner: Arc::new(Inner {
+                shared,
+                registry_wake: Notify::new(),
                 rollouts: Mutex::new(map),
                 dir,
                 tables,
@@ -191,6 +208,33 @@ impl Alerts {
         if let Err(e) = persist::save(&self.inner.dir, r) {
             tracing::error!(rollout = %r.id, error = %e, "could not write the rollout file");
         }
+        self.share(&r.id);
+    }
+
+    /// In a cluster: `id` changed here and goes to the registry.
+    fn share(&self, id: &str) {
+        if let Some(sh) = &self.inner.shared {
+            sh.mark_dirty(id);
+            self.inner.registry_wake.notify_one();
+        }
+    }
+
+    /// Whether this node sends `id`'s deliveries now: always alone; in a
+    /// cluster, when it holds the lease and the registry has the rollout
+    /// as it is here.
+    pub(crate) fn may_send(&self, id: &str) -> bool {
+        self.inner
+            .shared
+            .as_ref()
+            .is_none_or(|sh| sh.holds(id) && !sh.is_dirty(id))
+    }
+
+    /// A rollout as the API shows it: secrets redacted, and in a cluster the
+    /// node acting for it.
+    fn shown(&self, r: &Rollout) -> Rollout {
+        let mut out = r.redacted();
+        out.actor = self.inner.shared.as_ref().and_then(|sh| sh.holder(&r.id));
+        out
     }
 
     /// The policy a rollout names, or why it cannot be used.
@@ -242,18 +286,20 @@ impl Alerts {
         tracing::info!(rollout = %r.id, service = %r.spec.service, baseline = %r.spec.baseline, canary = %r.spec.canary, "rollout registered");
         map.insert(r.id.clone(), r.clone());
         refresh_hints(&self.inner.hints, &map);
+        drop(map);
+        self.share(&r.id);
         Ok(r.redacted())
     }
 
     /// Every rollout, oldest first, secrets redacted.
     pub fn list(&self) -> Vec<Rollout> {
-        let mut v: Vec<Rollout> = self.lock().values().map(Rollout::redacted).collect();
+        let mut v: Vec<Rollout> = self.lock().values().map(|r| self.shown(r)).collect();
         v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         v
     }
 
     pub fn get(&self, id: &str) -> Option<Rollout> {
-        self.lock().get(id).map(Rollout::redacted)
+        self.lock().get(id).map(|r| self.shown(r))
     }
 
     /// Stops watching `id`; its pending deliveries are cancelled.
@@ -266,6 +312,10 @@ impl Alerts {
         };
         let mut r = removed.ok_or_else(|| Error::NotFound(format!("no rollout {id:?}")))?;
         persist::remove(&self.inner.dir, id).map_err(|e| Error::Io(e.to_string()))?;
+        if let Some(sh) = &self.inner.shared {
+            sh.tombstone(id);
+            self.inner.registry_wake.notify_one();
+        }
         for d in &mut r.deliveries {
             if d.status == DeliveryStatus::Pending {
                 d.status = DeliveryStatus::Cancelled;
@@ -433,6 +483,10 @@ impl Alerts {
     /// restarted (a new Flagger revision) while it was being judged.
     fn apply(&self, id: &str, since: DateTime<Utc>, eval: Evaluation, evidence: Value) {
         let rules = self.inner.cfg.rules;
+        // In a cluster only the lease holder moves a rollout.
+        if self.inner.shared.as_ref().is_some_and(|sh| !sh.holds(id)) {
+            return;
+        }
         let mut map = self.lock();
         let Some(r) = map.get_mut(id) else { return };
         if r.judged_since != since || r.phase.is_terminal() {
@@ -484,11 +538,14 @@ impl Alerts {
             }
             return;
         }
-        if queued {
-            self.inner.wake.notify_one();
-        }
         if sides_changed || step_taken {
             refresh_hints(&self.inner.hints, &map);
+        }
+        drop(map);
+        // In a cluster its deliveries go once the registry has them.
+        self.share(id);
+        if queued {
+            self.inner.wake.notify_one();
         }
     }
 
@@ -498,8 +555,17 @@ impl Alerts {
         let mut deliver = tokio::spawn(crate::deliver::run(self.clone(), stop.clone()));
         let mut tick = tokio::time::interval(self.inner.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let period = self
+            .inner
+            .shared
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |sh| sh.period());
+        let mut registry = tokio::time::interval(period);
+        registry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = registry.tick() => self.sync_registry().await,
+                _ = self.inner.registry_wake.notified() => self.sync_registry().await,
                 _ = tick.tick() => self.evaluate_all().await,
                 _ = stop.cancelled() => break,
                 // The delivery loop only ends at stop: anything else is a
@@ -515,6 +581,11 @@ impl Alerts {
         }
         for r in self.lock().values() {
             self.save(r);
+        }
+        if let Some(sh) = self.inner.shared.clone() {
+            // The last changes to the registry, then the leases to the others.
+            self.sync_registry().await;
+            sh.release().await;
         }
         tracing::info!("alert engine stopped; pending deliveries stay in the outbox");
     }
@@ -605,6 +676,7 @@ mod tests {
                 give_up_after: Duration::from_secs(60),
             },
             max_rollouts: 10,
+            lease: Duration::from_secs(15),
             allowed_targets: crate::targets::AllowedTargets(vec!["http://127.0.0.1:9/".into()]),
         };
         let policies = BTreeMap::from([("default".to_string(), Arc::new(Policy::default()))]);

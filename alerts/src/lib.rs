@@ -27,6 +27,7 @@ pub mod flagger;
 pub mod machine;
 mod persist;
 pub mod rollout;
+mod shared;
 pub mod spec;
 pub mod targets;
 

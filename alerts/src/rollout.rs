@@ -179,6 +179,10 @@ pub struct Rollout {
     /// Transitions and finished deliveries dropped by the limits above.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped: u64,
+    /// In a cluster, in API answers: the node that acts for the rollout
+    /// (holds its lease), as the answering node last saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -204,6 +208,7 @@ impl Rollout {
             deliveries: Vec::new(),
             hook_calls: VecDeque::new(),
             dropped: 0,
+            actor: None,
         }
     }
 

@@ -21,7 +21,8 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+pub use object_store::UpdateVersion;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -233,6 +234,101 @@ impl Remote {
                 Some((key, m.size, m.last_modified.timestamp_millis()))
             })
             .collect())
+    }
+
+    /// Runs `f` on the object-store runtime from async code.
+    pub async fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.await.expect("object-store task finished")
+    }
+
+    /// The object at `key` and its version, or `None` if there is none.
+    pub async fn get_versioned(&self, key: &str) -> Result<Option<(Bytes, UpdateVersion)>> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        let got = self
+            .run(async move {
+                match store.get(&path).await {
+                    Ok(r) => {
+                        let v = UpdateVersion {
+                            e_tag: r.meta.e_tag.clone(),
+                            version: r.meta.version.clone(),
+                        };
+                        r.bytes().await.map(|b| Some((b, v)))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        got.map_err(|e| Error::Storage(format!("reading {key}: {e}")))
+    }
+
+    /// A conditional write: creates `key` if `version` is `None` (and it
+    /// does not exist), else replaces it if it is still at `version`.
+    /// `Ok(None)` when the condition failed (someone else wrote first).
+    pub async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        version: Option<UpdateVersion>,
+    ) -> Result<Option<UpdateVersion>> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        let mode = match version {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(v),
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let put = self
+            .run(async move { store.put_opts(&path, PutPayload::from(bytes), opts).await })
+            .await;
+        match put {
+            Ok(r) => Ok(Some(UpdateVersion {
+                e_tag: r.e_tag,
+                version: r.version,
+            })),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotFound { .. },
+            ) => Ok(None),
+            Err(e) => Err(Error::Storage(format!("writing {key}: {e}"))),
+        }
+    }
+
+    /// Every object under `dir`: key (relative to the prefix) and ETag.
+    pub async fn list_tags(&self, dir: &str) -> Result<Vec<(String, Option<String>)>> {
+        let (store, path) = (self.store.clone(), self.path(dir)?);
+        let metas = self
+            .run(async move { store.list(Some(&path)).try_collect::<Vec<_>>().await })
+            .await
+            .map_err(|e| Error::Storage(format!("listing {dir}/: {e}")))?;
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.as_ref().strip_prefix(&strip)?.to_string();
+                Some((key, m.e_tag))
+            })
+            .collect())
+    }
+
+    /// [`Remote::delete`] from async code.
+    pub async fn delete_async(&self, key: &str) -> Result<()> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        match self.run(async move { store.delete(&path).await }).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::Storage(format!("deleting {key}: {e}"))),
+        }
     }
 
     /// Writes this node's marker.

@@ -2,8 +2,10 @@
 //! (moto, from PyPI, installed by `.ci/run` and started here on a free
 //! loopback port): segments written by one node are read by the others.
 
-use crate::harness::Server;
-use crate::traffic::{get, requests, send, Gen};
+use crate::harness::{now_ns, Server};
+use crate::receiver::Receiver;
+use crate::traffic::{get, requests, requests_at, send, Gen};
+use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -111,7 +113,9 @@ pub fn node_with(
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start_env(
         data_dir,
-        &format!("{toml}[storage]\nurl = \"{url}\"\n[cluster]\nnode_id = \"{id}\"\n"),
+        &format!(
+            "{toml}[storage]\nurl = \"{url}\"\n[cluster]\nnode_id = \"{id}\"\nlease_secs = 3\n"
+        ),
         "127.0.0.1:0",
         &env,
     )
@@ -267,4 +271,135 @@ fn a_service_moving_to_another_node_is_inconclusive_until_the_old_node_stores_it
         covered["verdict"]
     );
     b.stop();
+}
+
+/// Fast looks and retries (as in the alerts tests), webhooks to loopback.
+const ALERTS: &str = "[alerts]\ninterval_secs = 0.5\nretry_initial_secs = 0.2\nretry_max_secs = 1.0\nallowed_targets = [\"http://127.0.0.1:\"]\n";
+
+fn register(s: &Server, service: &str, url: &str) -> String {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/rollouts", s.api))
+        .json(
+            &json!({"service": service, "baseline": "v1", "canary": "v2",
+                      "actions": [{"type": "webhook", "url": url, "secret": "s3cret"}]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().unwrap();
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// Polls rollout `id` on `s` until `pred` holds (404 counts as not yet).
+fn wait_rollout(s: &Server, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, r) = get(s, &format!("/api/v1/rollouts/{id}"));
+        if status == 200 && pred(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout {id}: timed out waiting for {what}: {r:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Good baseline, bad canary (slower, 6% errors) of `service`, now.
+fn bad_canary(s: &Server, g: &mut Gen, service: &str) {
+    for _ in 0..4 {
+        let t = now_ns();
+        send(s, requests_at(g, service, "v1", 1000, 20.0, 0.005, t, &[]));
+        send(s, requests_at(g, service, "v2", 1000, 32.0, 0.06, t, &[]));
+    }
+}
+
+/// The distinct Idempotency-Keys the receiver got on `path`, and how many requests.
+fn keys(hook: &Receiver, path: &str) -> (std::collections::BTreeSet<String>, usize) {
+    let got: Vec<_> = hook
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .collect();
+    let keys = got
+        .iter()
+        .map(|r| r.header("idempotency-key").to_string())
+        .collect();
+    (keys, got.len())
+}
+
+#[test]
+fn one_node_acts_for_a_rollout_and_another_takes_over_when_it_dies() {
+    let Some(moto) = Moto::start("the cluster rollout test") else {
+        return;
+    };
+    moto.create_bucket("acts");
+    let url = "s3://acts/c";
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<(String, Server)> = ["node-a", "node-b"]
+        .iter()
+        .map(|id| {
+            (
+                id.to_string(),
+                node_with(&moto, &dir.path().join(id), url, id, ALERTS),
+            )
+        })
+        .collect();
+    let hook = Receiver::start(200);
+
+    // A rollout registered on A is in the registry: B shows it, and one
+    // node holds its lease.
+    let r1 = register(&nodes[0].1, "checkout", &hook.url("/r1"));
+    let on_b = wait_rollout(&nodes[1].1, &r1, "B to see it", |r| r["actor"].is_string());
+    assert_eq!(on_b["spec"]["service"], "checkout");
+    // A bad canary (received by A): rolled back once across the cluster.
+    let mut g = Gen(21);
+    bad_canary(&nodes[0].1, &mut g, "checkout");
+    for (_, s) in &nodes {
+        wait_rollout(s, &r1, "rolled_back", |r| r["phase"] == "rolled_back");
+    }
+    hook.wait_for(30, "the rollback webhook", |l| {
+        l.iter().any(|r| r.path == "/r1")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (k, n) = keys(&hook, "/r1");
+    assert_eq!((k.len(), n), (1, 1), "one delivery of one action: {k:?}");
+
+    // The actor dies with the rollback decided but not delivered (the
+    // receiver is down): the other node takes over and delivers it, under
+    // the same Idempotency-Key.
+    let mut hook2 = Receiver::start(503);
+    let r2 = register(&nodes[1].1, "cart", &hook2.url("/r2"));
+    wait_rollout(&nodes[0].1, &r2, "A to see it", |r| r["actor"].is_string());
+    bad_canary(&nodes[0].1, &mut g, "cart");
+    hook2.wait_for(40, "a first attempt", |l| l.iter().any(|r| r.path == "/r2"));
+    let (_, shown) = get(&nodes[0].1, &format!("/api/v1/rollouts/{r2}"));
+    let actor = shown["actor"].as_str().expect("an actor").to_string();
+    let i = nodes.iter().position(|(id, _)| *id == actor).unwrap();
+    let (_, dead) = nodes.remove(i);
+    dead.kill9();
+    hook2.set_status(200);
+    // Only the survivor is left to deliver it (and, the rollout finished,
+    // nobody acts for it any more).
+    let survivor = &nodes[0].1;
+    let r = wait_rollout(survivor, &r2, "the survivor to deliver", |r| {
+        r["deliveries"][0]["status"] == "delivered"
+    });
+    assert_eq!(r["phase"], "rolled_back");
+    let attempts = r["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.last().unwrap()["http_status"], 200, "{attempts:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let got: Vec<_> = hook2
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/r2")
+        .collect();
+    let (k, _) = keys(&hook2, "/r2");
+    assert_eq!(k.len(), 1, "one action, one Idempotency-Key: {k:?}");
+    assert!(
+        got.iter().filter(|r| r.answered == 200).count() == 1,
+        "delivered once"
+    );
+    hook2.down();
 }
