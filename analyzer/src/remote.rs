@@ -159,6 +159,16 @@ impl Remote {
             .map_err(|e| Error::Internal(format!("object key {key:?}: {e}")))
     }
 
+    /// The key (relative to the prefix) of an object the store listed.
+    fn key_of(&self, location: &ObjectPath) -> Option<String> {
+        let full = location.as_ref();
+        let key = match self.prefix.as_str() {
+            "" => full,
+            p => full.strip_prefix(p)?.strip_prefix('/')?,
+        };
+        Some(key.to_string())
+    }
+
     /// The URL DataFusion reads `key` at (each part percent-encoded:
     /// DataFusion decodes it).
     pub fn url_of(&self, key: &str) -> String {
@@ -222,16 +232,14 @@ impl Remote {
         let metas = self
             .block_on(async move { store.list(Some(&path)).try_collect::<Vec<_>>().await })
             .map_err(|e| Error::Storage(format!("listing {dir}/: {e}")))?;
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let key = m.location.as_ref().strip_prefix(&strip)?.to_string();
-                Some((key, m.size, m.last_modified.timestamp_millis()))
+                Some((
+                    self.key_of(&m.location)?,
+                    m.size,
+                    m.last_modified.timestamp_millis(),
+                ))
             })
             .collect())
     }
@@ -308,17 +316,9 @@ impl Remote {
             .run(async move { store.list(Some(&path)).try_collect::<Vec<_>>().await })
             .await
             .map_err(|e| Error::Storage(format!("listing {dir}/: {e}")))?;
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
         Ok(metas
             .into_iter()
-            .filter_map(|m| {
-                let key = m.location.as_ref().strip_prefix(&strip)?.to_string();
-                Some((key, m.e_tag))
-            })
+            .filter_map(|m| Some((self.key_of(&m.location)?, m.e_tag)))
             .collect())
     }
 

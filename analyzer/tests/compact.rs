@@ -2,30 +2,18 @@
 //! and hour are merged into one while queries and comparisons run, locally
 //! and in a shared object store; no count ever changes.
 
+mod common;
+
+use common::{append, kv};
 use graylens_analyzer::compare::explain::default_attributes;
 use graylens_analyzer::remote::Remote;
-use graylens_analyzer::{compare, By, Policy, Selector, Store, StoreConfig, Subscription, Tables};
-use graylens_collector::ingest::convert_request;
-use graylens_collector::{Reservation, Signal};
+use graylens_analyzer::{compare, Policy, Store, StoreConfig, Subscription, Tables};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// `n` server spans of `version`: latency grows with `slow`, every
-/// `err_every`-th one fails, routes and pods vary.
+/// The requests here start at a fixed hour, so every batch lands in one
+/// directory (2026-05-28T20:26:40Z + the seed in ms).
 fn request(
     seed: u64,
     n: u64,
@@ -33,62 +21,28 @@ fn request(
     slow: f64,
     err_every: u64,
 ) -> ExportTraceServiceRequest {
-    // A fixed hour, so every batch lands in one directory.
-    let t0: u64 = 1_780_000_000_000_000_000 + seed * 1_000_000;
-    let spans = (0..n)
-        .map(|i| {
-            let x = (seed * 7919 + i * 104_729) % 1000;
-            let ms = slow * (10.0 + x as f64 / 20.0);
-            Span {
-                trace_id: (seed * 1_000_000 + i + 1).to_be_bytes().repeat(2),
-                span_id: (seed * 1_000_000 + i + 1).to_be_bytes().to_vec(),
-                name: ["GET /cart", "POST /pay"][(i % 2) as usize].into(),
-                kind: 2,
-                start_time_unix_nano: t0 + i * 1000,
-                end_time_unix_nano: t0 + i * 1000 + (ms * 1e6) as u64,
-                attributes: vec![kv("http.route", ["/cart", "/pay"][(i % 2) as usize])],
-                status: (i % err_every == 0).then(|| Status {
-                    code: status::StatusCode::Error as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", "checkout"),
-                    kv("service.version", version),
-                    kv("k8s.pod.name", &format!("{version}-pod-{}", seed % 3)),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    common::request_at(
+        seed,
+        n,
+        version,
+        slow,
+        err_every,
+        1_780_000_000_000_000_000 + seed * 1_000_000,
+    )
 }
 
-fn append(store: &Store, req: &ExportTraceServiceRequest) {
-    for b in convert_request(req).unwrap().batches {
-        store.append(Signal::Traces, b, Reservation::none());
-    }
+/// A store alone over `dir`, keeping everything.
+fn local(dir: &std::path::Path) -> Arc<Store> {
+    Store::open(StoreConfig {
+        data_dir: dir.to_path_buf(),
+        retention_hours: 0,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
-fn sel() -> Selector {
-    Selector {
-        service: "checkout".into(),
-        baseline: "1.0".into(),
-        canary: "1.1".into(),
-        by: By::Version,
-        from: None,
-        to: None,
-    }
+fn sel() -> graylens_analyzer::Selector {
+    common::checkout()
 }
 
 fn parquet_files(dir: &std::path::Path) -> usize {
@@ -111,12 +65,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_never_change_while_files_are_merged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_hours: 0,
-        ..Default::default()
-    })
-    .unwrap();
+    let store = local(dir.path());
     let tables = Tables::new(store.clone()).unwrap();
     for seed in 0..6 {
         append(&store, &request(seed, 300, "1.0", 1.0, 50));
@@ -191,12 +140,7 @@ async fn counts_never_change_while_files_are_merged() {
     );
     // A restart finds one segment, and replays nothing twice.
     drop((tables, sub));
-    let again = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_hours: 0,
-        ..Default::default()
-    })
-    .unwrap();
+    let again = local(dir.path());
     let t = Tables::new(again).unwrap();
     assert_eq!(
         t.query("SELECT count(*) FROM spans").await.unwrap().rows[0][0],
@@ -277,12 +221,7 @@ fn spans_of(service: &str, hour: u64, seed: u64) -> ExportTraceServiceRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_opens_only_the_segments_of_the_service_and_window() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_hours: 0,
-        ..Default::default()
-    })
-    .unwrap();
+    let store = local(dir.path());
     for (i, (svc, hour)) in [("checkout", 0), ("checkout", 1), ("cart", 0), ("cart", 1)]
         .into_iter()
         .enumerate()

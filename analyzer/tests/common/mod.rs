@@ -1,0 +1,105 @@
+//! What the store tests share: OTLP requests of one service with two
+//! versions, appended as the ingest path would.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use graylens_analyzer::{By, Selector, Store};
+use graylens_collector::ingest::convert_request;
+use graylens_collector::{Reservation, Signal};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+
+pub fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `n` server spans of `version`: latency grows with `slow`, every
+/// `err_every`-th one fails, routes and pods vary.
+pub fn request(
+    seed: u64,
+    n: u64,
+    version: &str,
+    slow: f64,
+    err_every: u64,
+) -> ExportTraceServiceRequest {
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 60_000_000_000;
+    request_at(seed, n, version, slow, err_every, t0)
+}
+
+/// [`request`] with its spans starting at `t0` (ns).
+pub fn request_at(
+    seed: u64,
+    n: u64,
+    version: &str,
+    slow: f64,
+    err_every: u64,
+    t0: u64,
+) -> ExportTraceServiceRequest {
+    let spans = (0..n)
+        .map(|i| {
+            let x = (seed * 7919 + i * 104_729) % 1000;
+            let ms = slow * (10.0 + x as f64 / 20.0);
+            Span {
+                trace_id: (seed * 1_000_000 + i + 1).to_be_bytes().repeat(2),
+                span_id: (seed * 1_000_000 + i + 1).to_be_bytes().to_vec(),
+                name: ["GET /cart", "POST /pay"][(i % 2) as usize].into(),
+                kind: 2,
+                start_time_unix_nano: t0 + i * 1000,
+                end_time_unix_nano: t0 + i * 1000 + (ms * 1e6) as u64,
+                attributes: vec![kv("http.route", ["/cart", "/pay"][(i % 2) as usize])],
+                status: (i % err_every == 0).then(|| Status {
+                    code: status::StatusCode::Error as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.version", version),
+                    kv("k8s.pod.name", &format!("{version}-pod-{}", seed % 3)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+pub fn append(store: &Store, req: &ExportTraceServiceRequest) {
+    for b in convert_request(req).unwrap().batches {
+        store.append(Signal::Traces, b, Reservation::none());
+    }
+}
+
+/// checkout, 1.0 against 1.1, by version, all time.
+pub fn checkout() -> Selector {
+    Selector {
+        service: "checkout".into(),
+        baseline: "1.0".into(),
+        canary: "1.1".into(),
+        by: By::Version,
+        from: None,
+        to: None,
+    }
+}
