@@ -3,7 +3,7 @@
 //! twice or missing one.
 //!
 //! ```text
-//!  every pass (the flusher, each COMPACT_EVERY):
+//!  every pass (the flusher, each store.compact_interval_secs):
 //!    1. this node's segments a merge replaces, seen for GRACE or longer: deleted
 //!    2. per table, service and hour: MIN_INPUTS or more visible segments under
 //!       TARGET_BYTES ─► read one by one, written as one segment (same directory,
@@ -28,8 +28,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-/// How often the flusher runs a pass.
-pub const COMPACT_EVERY: Duration = Duration::from_secs(60);
 /// How long a merged segment's inputs stay readable after the merge.
 pub const GRACE: Duration = Duration::from_secs(600);
 /// Segments this large are left alone; merges stop growing near it.

@@ -42,6 +42,8 @@ pub struct StoreConfig {
     pub retention_hours: u64,
     /// Oldest segments are deleted while all segments exceed this; 0 = no limit.
     pub max_disk_bytes: u64,
+    /// How often this node's small segments are merged (see `compact`); 0 = never.
+    pub compact_interval_secs: u64,
     /// Names this node's segments (`cluster.node_id`; `local` alone).
     #[serde(skip)]
     pub node_id: String,
@@ -59,6 +61,7 @@ impl Default for StoreConfig {
             flush_rows: 500_000,
             retention_hours: 72,
             max_disk_bytes: 0,
+            compact_interval_secs: 60,
             node_id: "local".into(),
             storage_url: String::new(),
         }

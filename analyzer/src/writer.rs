@@ -264,7 +264,8 @@ fn flusher(store: Arc<Store>, rx: std_mpsc::Receiver<FlushMsg>) {
         if let Err(e) = store.sync_cluster() {
             tracing::warn!(error = %e, "could not sync with the object store; answers stay as of the last sync");
         }
-        if !stopping && last_compaction.elapsed() >= crate::compact::COMPACT_EVERY {
+        let every = store.config().compact_interval_secs;
+        if !stopping && every > 0 && last_compaction.elapsed() >= Duration::from_secs(every) {
             last_compaction = std::time::Instant::now();
             // Failures are logged by compact and retried next pass.
             let _ = store.compact();

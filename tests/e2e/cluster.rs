@@ -403,3 +403,70 @@ fn one_node_acts_for_a_rollout_and_another_takes_over_when_it_dies() {
     );
     hook2.down();
 }
+
+#[test]
+fn merging_segments_in_the_bucket_changes_no_count() {
+    let Some(moto) = Moto::start("the compaction test") else {
+        return;
+    };
+    moto.create_bucket("merge");
+    let url = "s3://merge/m";
+    let dir = tempfile::tempdir().unwrap();
+    let fast = "[store]\nflush_interval_secs = 1\ncompact_interval_secs = 1\n";
+    let a = node_with(&moto, &dir.path().join("a"), url, "node-a", fast);
+    let b = node(&moto, &dir.path().join("b"), url, "node-b");
+    // Five flushes of one service and hour: five segments, then a merge.
+    let mut g = Gen(31);
+    let t = now_ns();
+    for i in 0..5u64 {
+        send(
+            &a,
+            requests_at(&mut g, "checkout", "v1", 200, 20.0, 0.01, t + i, &[]),
+        );
+        a.wait_count("SELECT count(*) FROM spans", 200 * (i as i64 + 1));
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let merged = |k: &String| {
+        // {min}_{max}_{node}_{lo}-{hi}_{arrival}.parquet with lo < hi
+        let gens = k
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('_')
+            .nth(3)
+            .unwrap_or("");
+        gens.split_once('-').is_some_and(|(lo, hi)| lo != hi)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Counts hold on both nodes, before, during and after the merge: A has
+    // every row; B, reading the bucket, whole segments only and never fewer.
+    let mut seen_on_b = 0;
+    loop {
+        assert_eq!(a.count("SELECT count(*) FROM spans"), 1000);
+        let n = b.count("SELECT count(*) FROM spans");
+        assert!(
+            n % 200 == 0 && n <= 1000 && n >= seen_on_b,
+            "B counted {n} after {seen_on_b}"
+        );
+        seen_on_b = n;
+        if moto.keys("merge", "m/spans/").iter().any(merged)
+            && a.metric("graylens_store_segments_merged_total") >= 4.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no merge: {:?}",
+            moto.keys("merge", "m/spans/")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_count(&b, "SELECT count(*) FROM spans", 1000);
+    for _ in 0..20 {
+        assert_eq!(a.count("SELECT count(*) FROM spans"), 1000);
+        assert_eq!(b.count("SELECT count(*) FROM spans"), 1000);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.stop();
+    b.stop();
+}
