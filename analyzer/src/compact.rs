@@ -209,15 +209,11 @@ impl Store {
             }
         }
         for (s, key) in due {
-            let gone = match self.remote() {
-                Some(r) => r.delete(&key),
-                None => {
-                    let p = self.root().join(&key);
-                    match std::fs::remove_file(&p) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
-                        _ => Ok(()),
-                    }
+            let gone = match self.delete_segment(&key) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Ok(())
                 }
+                other => other,
             };
             match gone {
                 Ok(()) => {

@@ -584,14 +584,7 @@ impl Store {
             }
         }
         for key in doomed {
-            let gone = match &self.remote {
-                Some(r) => r.delete(&key),
-                None => {
-                    let p = self.cfg.data_dir.join(&key);
-                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))
-                }
-            };
-            match gone {
+            match self.delete_segment(&key) {
                 Ok(()) => {
                     self.stats.segments_deleted.fetch_add(1, Relaxed);
                     tracing::info!(segment = %key, "retention: deleted segment");
@@ -599,6 +592,17 @@ impl Store {
                 Err(e) => {
                     tracing::warn!(segment = %key, error = %e, "retention: delete failed")
                 }
+            }
+        }
+    }
+
+    /// Deletes the segment at `key`, in the object store or under `data_dir`.
+    pub(crate) fn delete_segment(&self, key: &str) -> Result<()> {
+        match &self.remote {
+            Some(r) => r.delete(key),
+            None => {
+                let p = self.cfg.data_dir.join(key);
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))
             }
         }
     }

@@ -136,17 +136,10 @@ fn settled(s: &Server, path: &str) -> serde_json::Value {
     }
 }
 
-/// Polls `sql` on `s` until it returns `want`, for up to 30 s.
+/// Polls `sql` on `s` until it returns `want`, for up to 30 s (another
+/// node's rows arrive with its flush and this node's next listing).
 fn wait_count(s: &Server, sql: &str, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = s.count(sql);
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: got {got}, want {want}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    s.wait_count_for(sql, want, Duration::from_secs(30));
 }
 
 #[test]

@@ -116,7 +116,12 @@ impl Server {
 
     /// Polls until `sql` returns `want` (data is queryable within a second).
     pub fn wait_count(&self, sql: &str, want: i64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_count_for(sql, want, Duration::from_secs(10));
+    }
+
+    /// [`Server::wait_count`] with another deadline.
+    pub fn wait_count_for(&self, sql: &str, want: i64, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
             let got = self.count(sql);
             if got == want {
