@@ -367,8 +367,9 @@ fn one_node_acts_for_a_rollout_and_another_takes_over_when_it_dies() {
     wait_rollout(&nodes[0].1, &r2, "A to see it", |r| r["actor"].is_string());
     bad_canary(&nodes[0].1, &mut g, "cart");
     hook2.wait_for(40, "a first attempt", |l| l.iter().any(|r| r.path == "/r2"));
-    let (_, shown) = get(&nodes[0].1, &format!("/api/v1/rollouts/{r2}"));
-    let actor = shown["actor"].as_str().expect("an actor").to_string();
+    // (A node's view of another's lease lapses briefly between renewals.)
+    let shown = wait_rollout(&nodes[0].1, &r2, "an actor", |r| r["actor"].is_string());
+    let actor = shown["actor"].as_str().unwrap().to_string();
     let i = nodes.iter().position(|(id, _)| *id == actor).unwrap();
     let (_, dead) = nodes.remove(i);
     dead.kill9();
