@@ -116,12 +116,17 @@ impl Shared {
             .is_some_and(|l| l.node == self.node && l.until_ms - now_ms() > self.lease_ms() / 3)
     }
 
-    /// The node holding `id`'s lease, as last seen here.
+    /// The node holding `id`'s lease, as last seen here. Another node's
+    /// lease is re-read only once it has expired here, at this node's next
+    /// look (within one period), and a live holder has renewed it by then:
+    /// so a lease seen expired for less than a period is still reported
+    /// (not "no actor" between a holder's renewal and this node's re-read).
     pub fn holder(&self, id: &str) -> Option<String> {
+        let grace = self.period().as_millis() as i64;
         self.state()
             .leases
             .get(id)
-            .filter(|l| l.until_ms > now_ms())
+            .filter(|l| l.until_ms + grace > now_ms())
             .map(|l| l.node.clone())
     }
 

@@ -123,7 +123,7 @@ pub fn node_with(
 
 /// The comparison at `path` once it waits for no other node (a node new to
 /// a service waits for the others' next markers, a few seconds).
-fn settled(s: &Server, path: &str) -> serde_json::Value {
+pub fn settled(s: &Server, path: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, c) = get(s, path);
@@ -346,6 +346,19 @@ fn one_node_acts_for_a_rollout_and_another_takes_over_when_it_dies() {
     let r1 = register(&nodes[0].1, "checkout", &hook.url("/r1"));
     let on_b = wait_rollout(&nodes[1].1, &r1, "B to see it", |r| r["actor"].is_string());
     assert_eq!(on_b["spec"]["service"], "checkout");
+    // Both nodes name the same actor all along, across lease renewals
+    // (two lease periods, looked at every 100 ms).
+    wait_rollout(&nodes[0].1, &r1, "A to name the actor", |r| {
+        r["actor"] == on_b["actor"]
+    });
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        for (id, s) in &nodes {
+            let (_, r) = get(s, &format!("/api/v1/rollouts/{r1}"));
+            assert_eq!(r["actor"], on_b["actor"], "the actor as {id} shows it");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A bad canary (received by A): rolled back once across the cluster.
     let mut g = Gen(21);
     bad_canary(&nodes[0].1, &mut g, "checkout");
@@ -367,8 +380,7 @@ fn one_node_acts_for_a_rollout_and_another_takes_over_when_it_dies() {
     wait_rollout(&nodes[0].1, &r2, "A to see it", |r| r["actor"].is_string());
     bad_canary(&nodes[0].1, &mut g, "cart");
     hook2.wait_for(40, "a first attempt", |l| l.iter().any(|r| r.path == "/r2"));
-    // (A node's view of another's lease lapses briefly between renewals.)
-    let shown = wait_rollout(&nodes[0].1, &r2, "an actor", |r| r["actor"].is_string());
+    let (_, shown) = get(&nodes[0].1, &format!("/api/v1/rollouts/{r2}"));
     let actor = shown["actor"].as_str().unwrap().to_string();
     let i = nodes.iter().position(|(id, _)| *id == actor).unwrap();
     let (_, dead) = nodes.remove(i);
