@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const INGEST: &str = "gw-ingest-0c1d";
 const READ: &str = "gw-read-77ae";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,10 +25,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Collector {
+/// A running Collector, killed on drop.
+pub struct Collector {
     child: Child,
-    grpc: String,
-    http: String,
+    pub grpc: String,
+    pub http: String,
 }
 
 impl Drop for Collector {
@@ -36,6 +37,44 @@ impl Drop for Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the Collector `bin` with `configs` (merged in order, relative to
+/// the repository) and `env`, its OTLP receivers on free loopback ports
+/// (`TEST_RECEIVER_GRPC_PORT`, `TEST_RECEIVER_HTTP_PORT`), logging to
+/// `log`; returns once its OTLP/HTTP receiver answers.
+pub fn spawn(
+    bin: &std::path::Path,
+    configs: &[&str],
+    env: &[(&str, String)],
+    log: &std::path::Path,
+) -> Collector {
+    let (grpc, http) = (free_port(), free_port());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let child = Command::new(bin)
+        .args(configs.iter().map(|c| format!("--config={root}/{c}")))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("TEST_RECEIVER_GRPC_PORT", grpc.to_string())
+        .env("TEST_RECEIVER_HTTP_PORT", http.to_string())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let c = Collector {
+        child,
+        grpc: format!("http://127.0.0.1:{grpc}"),
+        http: format!("http://127.0.0.1:{http}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("{}/v1/traces", c.http)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the Collector did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c
 }
 
 /// Starts the Collector with the gateway config and the test's overrides,
@@ -48,45 +87,26 @@ fn start_collector(
     label: (&str, &str),
     log: &std::path::Path,
 ) -> Collector {
-    let (grpc, http) = (free_port(), free_port());
-    let root = env!("CARGO_MANIFEST_DIR");
-    let child = Command::new(bin)
-        .arg(format!(
-            "--config={root}/deploy/examples/collector/gateway.yaml"
-        ))
-        .arg(format!("--config={root}/tests/collector/test.yaml"))
-        .env(
-            "GRAYLENS_OTLP_GRPC_ENDPOINT",
-            s.grpc.trim_start_matches("http://"),
-        )
-        .env("GRAYLENS_OTLP_HTTP_ENDPOINT", &s.otlp_http)
-        .env("GRAYLENS_INGEST_TOKEN", INGEST)
-        .env("TEST_RECEIVER_GRPC_PORT", grpc.to_string())
-        .env("TEST_RECEIVER_HTTP_PORT", http.to_string())
-        .env("TEST_EXPORTER", exporter)
-        .env("TEST_K8S_DEPLOYMENT", deployment)
-        .env("TEST_POD_LABEL_KEY", label.0)
-        .env("TEST_POD_LABEL_VALUE", label.1)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let c = Collector {
-        child,
-        grpc: format!("http://127.0.0.1:{grpc}"),
-        http: format!("http://127.0.0.1:{http}"),
-    };
-    // Ready when its OTLP/HTTP receiver answers.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("{}/v1/traces", c.http)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the Collector did not start:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    c
+    spawn(
+        bin,
+        &[
+            "deploy/examples/collector/gateway.yaml",
+            "tests/collector/test.yaml",
+        ],
+        &[
+            (
+                "GRAYLENS_OTLP_GRPC_ENDPOINT",
+                s.grpc.trim_start_matches("http://").to_string(),
+            ),
+            ("GRAYLENS_OTLP_HTTP_ENDPOINT", s.otlp_http.clone()),
+            ("GRAYLENS_INGEST_TOKEN", INGEST.to_string()),
+            ("TEST_EXPORTER", exporter.to_string()),
+            ("TEST_K8S_DEPLOYMENT", deployment.to_string()),
+            ("TEST_POD_LABEL_KEY", label.0.to_string()),
+            ("TEST_POD_LABEL_VALUE", label.1.to_string()),
+        ],
+        log,
+    )
 }
 
 /// `n` spans of checkout `version` through the Rust SDK to the Collector.

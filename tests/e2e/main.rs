@@ -16,6 +16,7 @@ mod gotools;
 mod harness;
 mod http_inputs;
 mod kitex;
+mod loadbalancing;
 mod node_sdk;
 mod python_sdk;
 mod receiver;
