@@ -7,18 +7,24 @@
 //! to a rollout is written to its file before anything is sent (see
 //! [`crate::persist`]), so an action decided is an action delivered, even
 //! across a crash.
+//!
+//! Also here: `state` (phase transitions, a rollback superseding pending
+//! actions, role hints for the collector).
+
+mod state;
+
+use state::supersede;
+pub(crate) use state::{refresh_hints, transition};
 
 use crate::actions::{deliveries, RetryPolicy};
 use crate::error::{Error, Result};
-use crate::machine::{self, Phase, Rules};
+use crate::machine::{self, Rules};
 use crate::persist;
-use crate::rollout::{
-    ActionKind, DeliveryStatus, Evaluation, Origin, Rollout, SideCounts, Transition,
-};
+use crate::rollout::{ActionKind, DeliveryStatus, Evaluation, Origin, Rollout, SideCounts};
 use crate::spec::{PolicyRef, RolloutSpec};
 use chrono::{DateTime, Utc};
 use graylens_analyzer::compare::{assemble, observe_metrics};
-use graylens_analyzer::{By, Comparison, Decision, Policy, Selector, Subscription, Tables};
+use graylens_analyzer::{Comparison, Decision, Policy, Selector, Subscription, Tables};
 use graylens_collector::RoleHints;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -591,51 +597,6 @@ impl Alerts {
     }
 }
 
-/// A rollback makes pending pause, resume and promote deliveries moot: they
-/// are cancelled so the rollback does not wait behind them.
-fn supersede(r: &mut Rollout, at: DateTime<Utc>) {
-    for d in r
-        .deliveries
-        .iter_mut()
-        .filter(|d| d.status == DeliveryStatus::Pending && d.action != ActionKind::Rollback)
-    {
-        d.status = DeliveryStatus::Cancelled;
-        d.attempts.push(crate::rollout::Attempt {
-            at,
-            http_status: None,
-            outcome: "cancelled: superseded by the rollback".into(),
-        });
-    }
-}
-
-pub(crate) fn transition(r: &mut Rollout, to: Phase, reason: String, at: DateTime<Utc>) {
-    r.transitions.push(Transition {
-        at,
-        from: r.phase,
-        to,
-        reason,
-    });
-    r.phase = to;
-    r.phase_since = at;
-    r.bound();
-}
-
-/// Tells the collector the versions of the live rollouts compared by version.
-pub(crate) fn refresh_hints(hints: &RoleHints, map: &BTreeMap<String, Rollout>) {
-    hints.set(
-        map.values()
-            .filter(|r| !r.phase.is_terminal() && r.spec.by == By::Version)
-            .map(|r| match r.last() {
-                Some(e) => (e.service.as_str(), e.baseline.as_str(), e.canary.as_str()),
-                None => (
-                    r.spec.service.as_str(),
-                    r.spec.baseline.as_str(),
-                    r.spec.canary.as_str(),
-                ),
-            }),
-    );
-}
-
 /// The id of a rollout declared in the config.
 pub fn config_id(spec: &RolloutSpec) -> String {
     let name = spec.name.as_deref().unwrap_or(&spec.service);
@@ -653,103 +614,4 @@ pub fn config_id(spec: &RolloutSpec) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use graylens_analyzer::{Store, StoreConfig};
-
-    fn open(dir: &Path, declared: &[RolloutSpec]) -> Alerts {
-        let store = Store::open(StoreConfig {
-            data_dir: dir.join("store"),
-            ..Default::default()
-        })
-        .unwrap();
-        let cfg = AlertsConfig {
-            interval: Duration::from_secs(10),
-            rules: Rules {
-                pause_after_inconclusive: None,
-                pause_on_srm: true,
-            },
-            retry: RetryPolicy {
-                timeout: Duration::from_secs(1),
-                backoff_initial: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(2),
-                give_up_after: Duration::from_secs(60),
-            },
-            max_rollouts: 10,
-            lease: Duration::from_secs(15),
-            allowed_targets: crate::targets::AllowedTargets(vec!["http://127.0.0.1:9/".into()]),
-        };
-        let policies = BTreeMap::from([("default".to_string(), Arc::new(Policy::default()))]);
-        Alerts::open(
-            dir,
-            Tables::new(store).unwrap(),
-            policies,
-            cfg,
-            declared,
-            RoleHints::default(),
-        )
-        .unwrap()
-    }
-
-    fn spec(urls: &[&str]) -> RolloutSpec {
-        let actions: Vec<Value> = urls
-            .iter()
-            .map(|u| json!({"type": "webhook", "url": u, "secret": "s"}))
-            .collect();
-        serde_json::from_value(json!({"name": "shop", "service": "shop", "baseline": "1", "canary": "2", "actions": actions}))
-            .unwrap()
-    }
-
-    #[test]
-    fn a_changed_declaration_keeps_pending_deliveries_of_unchanged_actions() {
-        let tmp = tempfile::tempdir().unwrap();
-        let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/a"])]);
-        {
-            let mut map = a.lock();
-            let r = map.get_mut("config-shop").unwrap();
-            let d = deliveries(
-                r,
-                ActionKind::Rollback,
-                "fail",
-                &[],
-                Value::Null,
-                Utc::now(),
-            );
-            r.deliveries.extend(d);
-            persist::save(&a.inner.dir, r).unwrap();
-        }
-        drop(a);
-        // An action added: the pending rollback to the first target survives.
-        let a = open(
-            tmp.path(),
-            &[spec(&["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"])],
-        );
-        let r = a.get("config-shop").unwrap();
-        assert_eq!(r.deliveries.len(), 1);
-        assert_eq!(r.deliveries[0].status, DeliveryStatus::Pending);
-        drop(a);
-        // The first action changed: its pending delivery is dropped.
-        let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/c"])]);
-        assert!(a.get("config-shop").unwrap().deliveries.is_empty());
-    }
-
-    #[test]
-    fn a_rollback_cancels_pending_pauses() {
-        let tmp = tempfile::tempdir().unwrap();
-        let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/a"])]);
-        let mut map = a.lock();
-        let r = map.get_mut("config-shop").unwrap();
-        let pause = deliveries(
-            r,
-            ActionKind::Pause,
-            "inconclusive",
-            &[],
-            Value::Null,
-            Utc::now(),
-        );
-        r.deliveries.extend(pause);
-        supersede(r, Utc::now());
-        assert_eq!(r.deliveries[0].status, DeliveryStatus::Cancelled);
-        assert!(r.deliveries[0].attempts[0].outcome.contains("superseded"));
-    }
-}
+mod tests;

@@ -11,6 +11,12 @@
 //! table, so it sees every acknowledged row exactly once. Each hot batch
 //! holds one service (see `graylens_collector::convert`) and keeps its
 //! memory reservation until its rows are in Parquet.
+//!
+//! Also here: `retention` (age and size limits; deleting a segment) and
+//! `scan` (the local directory's segments at start).
+
+mod retention;
+mod scan;
 
 use crate::cluster::ClusterView;
 use crate::error::{Error, Result};
@@ -129,6 +135,9 @@ pub struct StoreStats {
     pub hot_bytes: AtomicU64,
     /// Segments merged into larger ones by compaction.
     pub segments_merged: AtomicU64,
+    /// Parquet segments opened by comparisons (verdicts, rollouts, the
+    /// compare API): how well they are pruned by service and time.
+    pub segments_read: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -242,7 +251,7 @@ impl Store {
             let mut segs = Vec::new();
             match &store.remote {
                 Some(r) => segs = crate::cluster::list_remote(r, s)?,
-                None => scan(&store.cfg.data_dir, s, read_only, &mut segs)?,
+                None => scan::scan(&store.cfg.data_dir, s, read_only, &mut segs)?,
             }
             segs.sort_by_key(|g| (g.arrival_ms, g.max_ns));
             for g in &segs {
@@ -528,85 +537,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Deletes segments that arrived before the retention, then the oldest
-    /// while over the size limit.
-    pub fn apply_retention(&self) {
-        self.apply_retention_at(chrono::Utc::now().timestamp_millis());
-    }
-
-    /// [`Store::apply_retention`] as if it were `now_ms`.
-    pub fn apply_retention_at(&self, now_ms: i64) {
-        if self.read_only {
-            return;
-        }
-        let min_keep = match self.cfg.retention_hours {
-            0 => i64::MIN,
-            h => now_ms.saturating_sub((h as i64).saturating_mul(3_600_000)),
-        };
-        let mut doomed = Vec::new();
-        {
-            let mut tables: Vec<_> = self
-                .tables
-                .iter()
-                .map(|t| t.write().expect("lock"))
-                .collect();
-            for t in tables.iter_mut() {
-                t.segments.retain(|g| {
-                    let keep = g.arrival_ms >= min_keep;
-                    if !keep {
-                        doomed.push(g.key.clone());
-                    }
-                    keep
-                });
-            }
-            if self.cfg.max_disk_bytes > 0 {
-                let mut total: u64 = tables
-                    .iter()
-                    .flat_map(|t| &t.segments)
-                    .map(|g| g.bytes)
-                    .sum();
-                while total > self.cfg.max_disk_bytes {
-                    let oldest = tables
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(i, t)| {
-                            t.segments
-                                .iter()
-                                .enumerate()
-                                .map(move |(j, g)| ((g.arrival_ms, g.max_ns), i, j))
-                        })
-                        .min();
-                    let Some((_, i, j)) = oldest else { break };
-                    let g = tables[i].segments.remove(j);
-                    total -= g.bytes;
-                    doomed.push(g.key);
-                }
-            }
-        }
-        for key in doomed {
-            match self.delete_segment(&key) {
-                Ok(()) => {
-                    self.stats.segments_deleted.fetch_add(1, Relaxed);
-                    tracing::info!(segment = %key, "retention: deleted segment");
-                }
-                Err(e) => {
-                    tracing::warn!(segment = %key, error = %e, "retention: delete failed")
-                }
-            }
-        }
-    }
-
-    /// Deletes the segment at `key`, in the object store or under `data_dir`.
-    pub(crate) fn delete_segment(&self, key: &str) -> Result<()> {
-        match &self.remote {
-            Some(r) => r.delete(key),
-            None => {
-                let p = self.cfg.data_dir.join(key);
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))
-            }
-        }
-    }
-
     /// Bytes of Parquet segments.
     pub fn disk_bytes(&self) -> u64 {
         self.tables
@@ -658,54 +588,4 @@ impl Store {
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// Finds the segments of `table` below `root`; when serving, removes files
-/// a crash left half-written.
-fn scan(root: &Path, table: Signal, read_only: bool, out: &mut Vec<Segment>) -> Result<()> {
-    fn walk(root: &Path, dir: &Path, read_only: bool, out: &mut Vec<Segment>) -> Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let path = entry.path();
-            let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
-            if meta.is_dir() {
-                walk(root, &path, read_only, out)?;
-                continue;
-            }
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".tmp") {
-                if !read_only {
-                    tracing::warn!(path = %path.display(), "removing unfinished segment");
-                    let _ = std::fs::remove_file(&path);
-                }
-                continue;
-            }
-            if !name.ends_with(".parquet") {
-                continue;
-            }
-            let key = path
-                .strip_prefix(root)
-                .ok()
-                .and_then(|p| p.to_str())
-                .map(|k| k.replace(std::path::MAIN_SEPARATOR, "/"));
-            let mtime_ms = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64);
-            match key.and_then(|k| segment::parse(&k, meta.len(), mtime_ms)) {
-                Some(s) => out.push(s),
-                None => {
-                    tracing::warn!(path = %path.display(), "ignoring Parquet file not written by graylens")
-                }
-            }
-        }
-        Ok(())
-    }
-    walk(root, &root.join(table.table()), read_only, out)
 }
