@@ -114,6 +114,10 @@ impl Subscription {
             state
         };
         let (base, files_scanned) = scan_items(work, &sel, facets).await?;
+        store
+            .stats
+            .segments_read
+            .fetch_add(files_scanned, std::sync::atomic::Ordering::Relaxed);
         lock(&state).acc.merge(&base);
         Ok(Subscription {
             state,
@@ -181,7 +185,11 @@ pub(crate) fn add_listed(
             .collect()
     };
     for (st, sel, facets, work) in work {
-        let (acc, _) = r.block_on(async move { scan_items(work, &sel, facets).await })?;
+        let (acc, files) = r.block_on(async move { scan_items(work, &sel, facets).await })?;
+        store
+            .stats
+            .segments_read
+            .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
         lock(&st).acc.merge(&acc);
     }
     Ok(())

@@ -258,4 +258,21 @@ async fn sql_opens_only_the_segments_of_the_service_and_window() {
         let text = serde_json::to_string(&plan.rows).unwrap();
         assert_eq!(text.matches(".parquet").count(), files, "{sql}: {text}");
     }
+    // Comparisons are pruned the same way, and count what they open (a
+    // canary, in memory, to compare with).
+    append(&store, &request(20, 100, "1.1", 1.0, 50));
+    let hour1 = "2026-05-28T21:00:00Z".parse().unwrap();
+    for (from, files) in [(None, 2), (Some(hour1), 1)] {
+        let sel = graylens_analyzer::Selector { from, ..sel() };
+        let before = store
+            .stats
+            .segments_read
+            .load(std::sync::atomic::Ordering::Relaxed);
+        compare(&tables, &sel, &Policy::default()).await.unwrap();
+        let after = store
+            .stats
+            .segments_read
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(after - before, files, "compare from {from:?}");
+    }
 }

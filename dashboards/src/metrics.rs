@@ -178,6 +178,11 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             st.segments_merged.load(Relaxed),
         ),
         (
+            "graylens_store_segments_read_total",
+            "Parquet segments opened by comparisons (after pruning by service and time).",
+            st.segments_read.load(Relaxed),
+        ),
+        (
             "graylens_wal_records_total",
             "Requests written to the write-ahead log.",
             st.wal_records.load(Relaxed),

@@ -99,7 +99,12 @@ pub async fn scan_store(
         let (hot, segments, _) = store.view(signal);
         items(store, signal, (hot, segments), sel, &mut items_);
     }
-    scan_items(items_, sel, facets).await
+    let (acc, files) = scan_items(items_, sel, facets).await?;
+    store
+        .stats
+        .segments_read
+        .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+    Ok((acc, files))
 }
 
 /// Reads `items` on every core into one accumulator.
