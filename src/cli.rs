@@ -34,31 +34,41 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct LoadgenArgs {
-    /// OTLP/gRPC endpoint of the server.
-    #[arg(long, default_value = "http://127.0.0.1:4317")]
-    pub grpc: String,
-    /// OTLP/HTTP base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:4318")]
-    pub http: String,
-    /// PID of the server, whose CPU time is measured.
-    #[arg(long)]
-    pub server_pid: u32,
-    /// Requests per transport.
+    /// OTLP/gRPC endpoint of the server (comma-separated: one per node).
+    #[arg(long, default_value = "http://127.0.0.1:4317", value_delimiter = ',')]
+    pub grpc: Vec<String>,
+    /// OTLP/HTTP base URL of the server (comma-separated: one per node).
+    #[arg(long, default_value = "http://127.0.0.1:4318", value_delimiter = ',')]
+    pub http: Vec<String>,
+    /// PID of the server, whose CPU time is measured (comma-separated: one
+    /// per node; the CPU of all is summed).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Requests per transport (per node).
     #[arg(long, default_value_t = 400)]
     pub requests: usize,
-    /// Spans per request.
+    /// Spans per request (split over the nodes).
     #[arg(long, default_value_t = 512)]
     pub spans_per_request: usize,
     /// Resources per request (alternating baseline and canary versions).
     #[arg(long, default_value_t = 4)]
     pub resources: usize,
-    /// Requests in flight.
+    /// Services `service-00`.. instead of the standard three, each with a
+    /// baseline and a canary resource (needs --resources twice this).
+    #[arg(long)]
+    pub services: Option<usize>,
+    /// Spread the requests' times over the last this many hours, a quarter
+    /// hour apart (0: all now).
+    #[arg(long, default_value_t = 0)]
+    pub spread_hours: u32,
+    /// Requests in flight (per node).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// API base URL of the server (`http://host:port`): when given, checks
-    /// at the end that every span sent is stored (a fresh server expected).
-    #[arg(long)]
-    pub api: Option<String>,
+    /// API base URL of the server (`http://host:port`; comma-separated: one
+    /// per node): when given, checks at the end that every span sent is
+    /// stored (a fresh server expected).
+    #[arg(long, value_delimiter = ',')]
+    pub api: Vec<String>,
 }
 
 /// Every flag can also be set in the config file and by environment variable.

@@ -5,119 +5,24 @@
 //! and reports spans per CPU-second *of the server* (read from
 //! `/proc/<pid>/stat`, all threads), plus the rate at which prost alone
 //! decodes the payload on one core: the ceiling for any Rust receiver.
+//!
+//! Given several nodes (comma-separated endpoints and PIDs), each request
+//! is split by service as a router by service would, every part going to
+//! its node at once; the CPU is that of all the nodes.
+//!
+//! - [`payload`]: the request, and its split by service.
+//! - [`drive`]: sending, with an SDK's retries.
+
+mod drive;
+pub mod payload;
 
 use crate::cli::LoadgenArgs;
 use anyhow::{bail, Context};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    trace_service_client::TraceServiceClient, ExportTraceServiceRequest,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use drive::{drive, Variant};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
-fn s(v: &str) -> Value {
-    Value::StringValue(v.into())
-}
-
-/// One export request: `resources` resources (alternating baseline and
-/// canary versions) with `spans` spans in total.
-pub fn payload(resources: usize, spans: usize, seed: u64) -> ExportTraceServiceRequest {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let per = spans / resources.max(1);
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let resource_spans = (0..resources)
-        .map(|r| {
-            let canary = r % 2 == 1;
-            let attrs = vec![
-                kv("service.name", s(["checkout", "cart", "payments"][r % 3])),
-                kv("service.version", s(if canary { "1.5.0" } else { "1.4.0" })),
-                kv("deployment.environment.name", s("prod")),
-                kv(
-                    "k8s.pod.label.role",
-                    s(if canary { "canary" } else { "stable" }),
-                ),
-                kv("k8s.namespace.name", s("shop")),
-                kv("k8s.pod.name", s(&format!("checkout-{r}-7d9f8"))),
-                kv("host.name", s(&format!("node-{r}"))),
-            ];
-            let spans = (0..per)
-                .map(|i| {
-                    let start = now - 1_000_000_000 + (i as u64) * 1000;
-                    let dur = 1_000_000 + rnd() % 50_000_000;
-                    Span {
-                        trace_id: rnd()
-                            .to_be_bytes()
-                            .into_iter()
-                            .chain(rnd().to_be_bytes())
-                            .collect(),
-                        span_id: rnd().to_be_bytes().to_vec(),
-                        parent_span_id: if i % 4 == 0 {
-                            vec![]
-                        } else {
-                            rnd().to_be_bytes().to_vec()
-                        },
-                        name: ["GET /cart", "POST /checkout", "GET /items/{id}"][i % 3].into(),
-                        kind: 2,
-                        start_time_unix_nano: start,
-                        end_time_unix_nano: start + dur,
-                        attributes: vec![
-                            kv("http.request.method", s("GET")),
-                            kv("http.route", s("/cart")),
-                            kv(
-                                "http.response.status_code",
-                                Value::IntValue(if rnd() % 100 == 0 { 500 } else { 200 }),
-                            ),
-                            kv("url.scheme", s("https")),
-                            kv("server.address", s("checkout.shop.svc")),
-                            kv("server.port", Value::IntValue(8080)),
-                            kv("user_agent.original", s("Mozilla/5.0 (X11; Linux x86_64)")),
-                            kv("network.protocol.version", s("1.1")),
-                            kv(
-                                "client.address",
-                                s(&format!("10.0.{}.{}", rnd() % 255, rnd() % 255)),
-                            ),
-                            kv("app.cart.items", Value::IntValue((rnd() % 20) as i64)),
-                        ],
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            ResourceSpans {
-                resource: Some(Resource {
-                    attributes: attrs,
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest { resource_spans }
-}
 
 /// CPU seconds (user + system, all threads) used so far by `pid`.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
@@ -130,22 +35,110 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / 100.0) // USER_HZ is 100 on Linux
 }
 
+fn now_ns() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64)
+}
+
+fn cpu_of_all(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter().map(|p| cpu_seconds(*p)).sum()
+}
+
+fn spans_in(req: &ExportTraceServiceRequest) -> usize {
+    req.resource_spans
+        .iter()
+        .map(|r| r.scope_spans[0].spans.len())
+        .sum()
+}
+
+/// One node's share: its endpoints, the variants of its part of the
+/// request, and its services.
+struct Node {
+    grpc: String,
+    http: String,
+    variants: Arc<Vec<Variant>>,
+    spans_per_req: usize,
+    services: Vec<String>,
+}
+
+/// The nodes of `args`, each with its part of every variant of the request:
+/// one variant, or with `--spread-hours H`, one per quarter hour of the last
+/// H hours (request `i` ends `i mod 4H` quarter hours ago).
+fn nodes(args: &LoadgenArgs) -> anyhow::Result<Vec<Node>> {
+    let n = args.grpc.len();
+    if args.http.len() != n
+        || args.server_pid.len() != n
+        || !(args.api.is_empty() || args.api.len() == n)
+    {
+        bail!(
+            "--grpc, --http, --server-pid (and --api, when given) name one entry per node: got {}, {}, {}, {}",
+            n, args.http.len(), args.server_pid.len(), args.api.len()
+        );
+    }
+    if let Some(s) = args.services {
+        if s == 0 || args.resources != 2 * s {
+            bail!("--services {s} needs --resources {} (a baseline and a canary resource per service)", 2 * s);
+        }
+    }
+    let now = now_ns()?;
+    let quarters = (args.spread_hours * 4).max(1) as u64;
+    let mut out: Vec<Node> = Vec::new();
+    for q in 0..quarters {
+        let end = now - q * 15 * 60 * 1_000_000_000;
+        let req = payload::payload(
+            args.resources,
+            args.spans_per_request,
+            7 + q,
+            args.services,
+            end,
+        );
+        for (k, (part, services)) in payload::split(&req, n).into_iter().enumerate() {
+            let bytes = part.encode_to_vec();
+            if q == 0 {
+                out.push(Node {
+                    grpc: args.grpc[k].clone(),
+                    http: args.http[k].clone(),
+                    variants: Arc::new(Vec::new()),
+                    spans_per_req: spans_in(&part),
+                    services,
+                });
+            }
+            Arc::get_mut(&mut out[k].variants)
+                .expect("not shared yet")
+                .push((part, bytes));
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let req = payload(args.resources, args.spans_per_request, 7);
-    let bytes = Arc::new(req.encode_to_vec());
-    let spans_per_req = req
-        .resource_spans
-        .iter()
-        .map(|r| r.scope_spans[0].spans.len())
-        .sum::<usize>();
-    println!(
-        "payload: {spans_per_req} spans/request in {} resources, {} bytes protobuf, {} requests per transport, concurrency {}",
-        args.resources, bytes.len(), args.requests, args.concurrency
+    let nodes = nodes(&args)?;
+    // The whole request, for its size and the decode-only ceiling.
+    let whole = payload::payload(
+        args.resources,
+        args.spans_per_request,
+        7,
+        args.services,
+        now_ns()?,
     );
+    let bytes = whole.encode_to_vec();
+    let spans_per_req = spans_in(&whole);
+    println!(
+        "payload: {spans_per_req} spans/request in {} resources, {} bytes protobuf, {} requests per transport, concurrency {}{}",
+        args.resources, bytes.len(), args.requests, args.concurrency,
+        if nodes.len() > 1 { format!(" per node; split by service over {} nodes", nodes.len()) } else { String::new() }
+    );
+    if args.spread_hours > 0 {
+        println!(
+            "time: requests spread over the last {} h, a quarter hour apart",
+            args.spread_hours
+        );
+    }
 
     // Decode-only ceiling: prost on one core, same bytes.
     let t = Instant::now();
@@ -158,25 +151,35 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         (n / args.resources) as f64 * spans_per_req as f64 / t.elapsed().as_secs_f64();
     println!("prost decode only:      {:>12.0} spans/CPU-s", decode_rate);
 
-    let mut total_sent = 0usize;
+    let mut sent_per_node = vec![0usize; nodes.len()];
     for transport in ["grpc", "http"] {
-        let url = match transport {
-            "grpc" => args.grpc.clone(),
-            _ => format!("{}/v1/traces", args.http),
-        };
-        let cpu0 = cpu_seconds(args.server_pid)?;
+        let cpu0 = cpu_of_all(&args.server_pid)?;
         let wall = Instant::now();
-        let (sent, mut latencies, refused) = rt.block_on(drive(
-            transport,
-            url,
-            req.clone(),
-            bytes.clone(),
-            args.requests,
-            args.concurrency,
-        ))?;
+        let runs = nodes.iter().map(|node| {
+            let url = match transport {
+                "grpc" => node.grpc.clone(),
+                _ => format!("{}/v1/traces", node.http),
+            };
+            drive(
+                transport,
+                url,
+                node.variants.clone(),
+                args.requests,
+                args.concurrency,
+            )
+        });
+        let results = rt.block_on(futures_join_all(runs));
         let wall = wall.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(args.server_pid)? - cpu0;
-        let spans = (sent * spans_per_req) as f64;
+        let cpu = cpu_of_all(&args.server_pid)? - cpu0;
+        let (mut spans, mut latencies, mut refused) = (0usize, Vec::new(), 0usize);
+        for (k, r) in results.into_iter().enumerate() {
+            let (sent, lat, re) = r?;
+            spans += sent * nodes[k].spans_per_req;
+            sent_per_node[k] += sent * nodes[k].spans_per_req;
+            latencies.extend(lat);
+            refused += re;
+        }
+        let spans = spans as f64;
         let rate = spans / cpu.max(0.01);
         latencies.sort();
         let pct = |q: f64| {
@@ -193,15 +196,31 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                 "{transport:<5} refused and retried:  {refused} (503 + Retry-After / UNAVAILABLE)"
             );
         }
-        total_sent += sent * spans_per_req;
     }
-    if let Some(api) = &args.api {
-        rt.block_on(verify_stored(api, total_sent))?;
+    for (k, api) in args.api.iter().enumerate() {
+        rt.block_on(verify_stored(api, &nodes[k].services, sent_per_node[k]))?;
     }
-    if let Some(mb) = peak_rss_mb(args.server_pid) {
-        println!("server peak RSS:        {mb} MB");
+    for pid in &args.server_pid {
+        if let Some(mb) = peak_rss_mb(*pid) {
+            println!("server peak RSS:        {mb} MB (pid {pid})");
+        }
     }
     Ok(())
+}
+
+/// Runs `futs` concurrently; their results in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("a load task panicked"));
+    }
+    out
 }
 
 /// The server's peak resident set so far (`VmHWM`), in MB.
@@ -211,108 +230,32 @@ fn peak_rss_mb(pid: u32) -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
 }
 
-/// Waits until the server's SQL counts every span sent (none lost).
-async fn verify_stored(api: &str, sent: usize) -> anyhow::Result<()> {
+/// Waits until the server's SQL counts every span sent of `services` (none
+/// lost; a node's services are its own, whoever flushed them).
+async fn verify_stored(api: &str, services: &[String], sent: usize) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
+    let list: Vec<String> = services.iter().map(|s| format!("'{s}'")).collect();
+    let sql = format!(
+        "SELECT count(*) FROM spans WHERE service_name IN ({})",
+        list.join(", ")
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v: serde_json::Value = client
             .post(format!("{api}/api/v1/sql"))
-            .json(&serde_json::json!({"sql": "SELECT count(*) FROM spans"}))
+            .json(&serde_json::json!({ "sql": sql }))
             .send()
             .await?
             .json()
             .await?;
         let n = v["rows"][0][0].as_u64().unwrap_or(0) as usize;
         if n == sent {
-            println!("stored:                 {n} spans, every span sent");
+            println!("stored:                 {n} spans on {api}, every span sent");
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the server stores {n} spans, {sent} were acknowledged");
+            bail!("{api} stores {n} spans of {services:?}, {sent} were acknowledged");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-async fn drive(
-    transport: &str,
-    url: String,
-    req: ExportTraceServiceRequest,
-    bytes: Arc<Vec<u8>>,
-    requests: usize,
-    concurrency: usize,
-) -> anyhow::Result<(usize, Vec<Duration>, usize)> {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let next = next.clone();
-        let (url, req, bytes) = (url.clone(), req.clone(), bytes.clone());
-        let grpc = transport == "grpc";
-        tasks.push(tokio::spawn(async move {
-            let mut client = if grpc {
-                Some(TraceServiceClient::connect(url.clone()).await?)
-            } else {
-                None
-            };
-            let http = reqwest::Client::new();
-            let mut done = 0;
-            let mut lat = Vec::new();
-            let mut refused = 0usize;
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
-                let t0 = Instant::now();
-                // Like an SDK: a refusal that says "retry" (503 with
-                // Retry-After, UNAVAILABLE) is retried after the wait it names.
-                loop {
-                    let wait = match client.as_mut() {
-                        Some(c) => match c.export(req.clone()).await {
-                            Ok(_) => None,
-                            Err(st) if st.code() == tonic::Code::Unavailable => {
-                                Some(Duration::from_secs(1))
-                            }
-                            Err(st) => bail!("gRPC {st}"),
-                        },
-                        None => {
-                            let r = http
-                                .post(&url)
-                                .header("content-type", "application/x-protobuf")
-                                .body(bytes.as_ref().clone())
-                                .send()
-                                .await?;
-                            if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                                let secs = r
-                                    .headers()
-                                    .get("retry-after")
-                                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                                    .context("503 without a Retry-After header")?;
-                                Some(Duration::from_secs(secs))
-                            } else if !r.status().is_success() {
-                                bail!("HTTP {}", r.status());
-                            } else {
-                                None
-                            }
-                        }
-                    };
-                    match wait {
-                        None => break,
-                        Some(w) => {
-                            refused += 1;
-                            tokio::time::sleep(w).await;
-                        }
-                    }
-                }
-                lat.push(t0.elapsed());
-                done += 1;
-            }
-            anyhow::Ok((done, lat, refused))
-        }));
-    }
-    let (mut total, mut all, mut refused) = (0, Vec::new(), 0);
-    for t in tasks {
-        let (n, lat, r) = t.await??;
-        total += n;
-        all.extend(lat);
-        refused += r;
-    }
-    Ok((total, all, refused))
 }
