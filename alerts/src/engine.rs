@@ -51,6 +51,11 @@ pub struct AlertsConfig {
     pub lease: Duration,
 }
 
+/// Upper bounds, in seconds, of the buckets of evaluation durations.
+pub const EVALUATION_BUCKETS: [f64; 11] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+];
+
 /// Counters for logs and `/metrics`.
 #[derive(Debug, Default)]
 pub struct AlertStats {
@@ -58,6 +63,10 @@ pub struct AlertStats {
     pub evaluation_errors: AtomicU64,
     /// Sum of evaluation durations, in microseconds.
     pub evaluation_micros: AtomicU64,
+    /// Evaluations per duration bucket: those that took at most
+    /// [`EVALUATION_BUCKETS`]`[i]` seconds and more than the bound before
+    /// (the last counts the rest).
+    pub evaluation_buckets: [AtomicU64; EVALUATION_BUCKETS.len() + 1],
     pub deliveries_delivered: AtomicU64,
     pub deliveries_retried: AtomicU64,
     pub deliveries_failed: AtomicU64,
@@ -351,9 +360,15 @@ impl Alerts {
             let started = Instant::now();
             let (eval, evidence) = self.evaluate(&id, &spec, since).await;
             let s = &self.inner.stats;
+            let took = started.elapsed();
             s.evaluations.fetch_add(1, Ordering::Relaxed);
             s.evaluation_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            let bucket = EVALUATION_BUCKETS
+                .iter()
+                .position(|le| took.as_secs_f64() <= *le)
+                .unwrap_or(EVALUATION_BUCKETS.len());
+            s.evaluation_buckets[bucket].fetch_add(1, Ordering::Relaxed);
             if eval.error.is_some() {
                 s.evaluation_errors.fetch_add(1, Ordering::Relaxed);
             }

@@ -33,7 +33,7 @@ pub mod targets;
 
 pub use actions::RetryPolicy;
 pub use candidates::Candidate;
-pub use engine::{config_id, AlertStats, Alerts, AlertsConfig};
+pub use engine::{config_id, AlertStats, Alerts, AlertsConfig, EVALUATION_BUCKETS};
 pub use error::{Error, Result};
 pub use machine::{Phase, Rules};
 pub use rollout::{ActionKind, Delivery, DeliveryStatus, Rollout};

@@ -307,11 +307,27 @@ fn engine(out: &mut Exposition, st: &ApiState) {
         &[("task", "alerts")],
         a.restarts.load(Relaxed) as f64,
     );
-    let evals = a.evaluations.load(Relaxed);
     out.family(
         "graylens_rollout_evaluation_seconds",
-        "summary",
-        "Time to judge one rollout.",
+        "histogram",
+        "Time to judge one rollout (one look).",
+    );
+    let mut below = 0;
+    for (i, le) in graylens_alerts::EVALUATION_BUCKETS.iter().enumerate() {
+        below += a.evaluation_buckets[i].load(Relaxed);
+        out.sample(
+            "graylens_rollout_evaluation_seconds_bucket",
+            &[("le", &number(*le))],
+            below as f64,
+        );
+    }
+    // The total of the buckets read here, so that no bucket exceeds it.
+    let evals =
+        below + a.evaluation_buckets[graylens_alerts::EVALUATION_BUCKETS.len()].load(Relaxed);
+    out.sample(
+        "graylens_rollout_evaluation_seconds_bucket",
+        &[("le", "+Inf")],
+        evals as f64,
     );
     out.sample(
         "graylens_rollout_evaluation_seconds_sum",

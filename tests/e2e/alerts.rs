@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const FAST: &str =
     "[alerts]\ninterval_secs = 0.5\nretry_initial_secs = 0.2\nretry_max_secs = 1.0\nallowed_targets = [\"http://127.0.0.1:\"]\n";
 
-fn post(s: &Server, path: &str, body: &Value) -> (u16, Value) {
+pub fn post(s: &Server, path: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::blocking::Client::new()
         .post(format!("{}{path}", s.api))
         .json(body)
@@ -34,7 +34,7 @@ fn delete(s: &Server, path: &str) -> (u16, Value) {
 }
 
 /// Polls rollout `id` until `pred` holds.
-fn wait_rollout(s: &Server, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub fn wait_rollout(s: &Server, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let (status, r) = get(s, &format!("/api/v1/rollouts/{id}"));

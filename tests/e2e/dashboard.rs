@@ -187,10 +187,29 @@ fn pages_render_versions_charts_verdict_and_actions_in_chromium() {
         "graylens_version_requests{service=\"checkout\",version=\"1.5.0\"}",
         "graylens_version_latency_ms{service=\"checkout\",version=\"1.5.0\",quantile=\"0.99\"}",
         "graylens_rollout_verdict{rollout=",
-        "# TYPE graylens_rollout_evaluation_seconds summary",
+        "# TYPE graylens_rollout_evaluation_seconds histogram",
+        "graylens_rollout_evaluation_seconds_bucket{le=\"0.005\"}",
+        "graylens_rollout_evaluation_seconds_bucket{le=\"+Inf\"}",
     ] {
         assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
     }
+    // The look-time histogram: cumulative buckets, +Inf equal to the count.
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series}"))
+    };
+    let buckets: Vec<f64> = ["0.001", "0.01", "0.1", "1", "+Inf"]
+        .iter()
+        .map(|le| {
+            value(&format!(
+                "graylens_rollout_evaluation_seconds_bucket{{le=\"{le}\"}}"
+            ))
+        })
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    let count = value("graylens_rollout_evaluation_seconds_count");
+    assert!(count >= 1.0 && buckets[4] == count, "{buckets:?} {count}");
     // Every series the Grafana dashboard queries is exposed.
     let grafana: serde_json::Value = serde_json::from_str(include_str!(
         "../../dashboards/grafana/graylens-version-comparison.json"

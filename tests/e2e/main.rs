@@ -19,6 +19,7 @@ mod kitex;
 mod loadbalancing;
 mod node_sdk;
 mod python_sdk;
+mod reaction;
 mod receiver;
 mod restart;
 mod rust_sdk;
