@@ -57,6 +57,12 @@ else:
 EOF
 }
 
+# The first look at each rollout starts its subscription with one scan of what is stored: here
+# before any data, so the phases below show looks at a running subscription only.
+before="$(snapshot)"
+sleep $((INTERVAL + 2))
+report "first looks, no data yet" "$before" "$(snapshot)" $((INTERVAL + 2))
+
 per_phase=$((REQ * 2 * 20))
 for p in $(seq "$PHASES"); do
   before="$(snapshot)"

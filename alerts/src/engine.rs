@@ -106,7 +106,16 @@ pub(crate) struct Inner {
     pub(crate) shared: Option<Arc<crate::shared::Shared>>,
     /// Wakes the registry exchange when a rollout changed here.
     pub(crate) registry_wake: Notify,
+    /// When each rollout's file was last written after a look.
+    pub(crate) saved: Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// A look that changes nothing but the rollout's evaluation history is
+/// written at most this often (a write is a sync of the file and its
+/// directory, which with hundreds of rollouts costs more than the looks):
+/// a crash forgets at most this much history, never a transition, an action
+/// or the start of an inconclusive stretch.
+pub const HISTORY_SAVE_EVERY: Duration = Duration::from_secs(30);
 
 impl Alerts {
     /// Loads the rollouts kept under `data_dir` and reconciles them with
@@ -198,6 +207,7 @@ impl Alerts {
                 stats: AlertStats::default(),
                 hints,
                 subs: Default::default(),
+                saved: Default::default(),
             }),
         })
     }
@@ -513,6 +523,7 @@ impl Alerts {
         if r.judged_since != since || r.phase.is_terminal() {
             return;
         }
+        let inconclusive_before = r.inconclusive_since;
         if eval.decision == Decision::Inconclusive {
             r.inconclusive_since.get_or_insert(eval.at);
         } else {
@@ -552,13 +563,24 @@ impl Alerts {
                 }
             }
         }
-        if let Err(e) = persist::save(&self.inner.dir, r) {
-            tracing::error!(rollout = %r.id, error = %e, "could not write the rollout file; the transition is undone and will be decided again");
-            if let Some(old) = before {
-                *r = old;
+        let mut saved = self.inner.saved.lock().unwrap_or_else(|p| p.into_inner());
+        let due = step_taken
+            || sides_changed
+            || r.inconclusive_since != inconclusive_before
+            || saved
+                .get(id)
+                .is_none_or(|t| t.elapsed() >= HISTORY_SAVE_EVERY);
+        if due {
+            if let Err(e) = persist::save(&self.inner.dir, r) {
+                tracing::error!(rollout = %r.id, error = %e, "could not write the rollout file; the transition is undone and will be decided again");
+                if let Some(old) = before {
+                    *r = old;
+                }
+                return;
             }
-            return;
+            saved.insert(id.to_string(), Instant::now());
         }
+        drop(saved);
         if sides_changed || step_taken {
             refresh_hints(&self.inner.hints, &map);
         }

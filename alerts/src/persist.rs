@@ -12,7 +12,7 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("alerts").join("rollouts")
 }
 
-fn file(dir: &Path, id: &str) -> PathBuf {
+pub(crate) fn file(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.json"))
 }
 

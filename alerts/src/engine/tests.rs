@@ -1,4 +1,5 @@
 use super::*;
+use crate::machine::Phase;
 use graylens_analyzer::{Store, StoreConfig};
 
 fn open(dir: &Path, declared: &[RolloutSpec]) -> Alerts {
@@ -95,4 +96,58 @@ fn a_rollback_cancels_pending_pauses() {
     supersede(r, Utc::now());
     assert_eq!(r.deliveries[0].status, DeliveryStatus::Cancelled);
     assert!(r.deliveries[0].attempts[0].outcome.contains("superseded"));
+}
+
+fn eval(decision: Decision, canary: u64) -> Evaluation {
+    Evaluation {
+        at: Utc::now(),
+        decision,
+        score: 0.0,
+        reasons: vec![],
+        requests: SideCounts {
+            baseline: 100,
+            canary,
+        },
+        sample_ratio_mismatch: false,
+        service: "shop".into(),
+        baseline: "1".into(),
+        canary: "2".into(),
+        error: None,
+    }
+}
+
+/// The rollout as its file holds it.
+fn on_disk(a: &Alerts) -> Rollout {
+    let body = std::fs::read(persist::file(&a.inner.dir, "config-shop")).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[test]
+fn looks_that_change_only_the_history_are_written_at_most_every_half_minute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/a"])]);
+    let since = a.get("config-shop").unwrap().judged_since;
+    // The first look is written (the sides are new: analyzing, inconclusive).
+    a.apply(
+        "config-shop",
+        since,
+        eval(Decision::Inconclusive, 100),
+        Value::Null,
+    );
+    assert_eq!(on_disk(&a).history.len(), 1);
+    // Another inconclusive look changes only the history: not written yet.
+    a.apply(
+        "config-shop",
+        since,
+        eval(Decision::Inconclusive, 120),
+        Value::Null,
+    );
+    assert_eq!(a.get("config-shop").unwrap().history.len(), 2);
+    assert_eq!(on_disk(&a).history.len(), 1);
+    // A failing look is a transition with an action: written at once.
+    a.apply("config-shop", since, eval(Decision::Fail, 140), Value::Null);
+    let r = on_disk(&a);
+    assert_eq!(r.history.len(), 3);
+    assert_eq!(r.phase, Phase::RolledBack);
+    assert_eq!(r.deliveries.len(), 1);
 }
