@@ -38,18 +38,15 @@ pub fn payload(
 ) -> ExportTraceServiceRequest {
     let now = end_ns;
     let per = spans / resources.max(1);
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = xorshift(seed);
     let resource_spans = (0..resources)
         .map(|r| {
             let canary = r % 2 == 1;
+            // Durations and status codes: the same for a canary resource as
+            // for its baseline (r and r + 1), so the two versions are an A/A
+            // pair that no judge should fail; ids and addresses differ.
+            let mut shape =
+                xorshift(seed ^ ((r / 2) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let attrs = vec![
                 kv("service.name", s(&service_of(r, services))),
                 kv("service.version", s(if canary { "1.5.0" } else { "1.4.0" })),
@@ -65,7 +62,7 @@ pub fn payload(
             let spans = (0..per)
                 .map(|i| {
                     let start = now - 1_000_000_000 + (i as u64) * 1000;
-                    let dur = 1_000_000 + rnd() % 50_000_000;
+                    let dur = 1_000_000 + shape() % 50_000_000;
                     Span {
                         trace_id: rnd()
                             .to_be_bytes()
@@ -87,7 +84,11 @@ pub fn payload(
                             kv("http.route", s("/cart")),
                             kv(
                                 "http.response.status_code",
-                                Value::IntValue(if rnd() % 100 == 0 { 500 } else { 200 }),
+                                Value::IntValue(if shape().is_multiple_of(100) {
+                                    500
+                                } else {
+                                    200
+                                }),
                             ),
                             kv("url.scheme", s("https")),
                             kv("server.address", s("checkout.shop.svc")),
@@ -118,6 +119,19 @@ pub fn payload(
         })
         .collect();
     ExportTraceServiceRequest { resource_spans }
+}
+
+/// A xorshift generator seeded with `seed`.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
 }
 
 /// `service.name` of a resource.
@@ -195,6 +209,21 @@ mod tests {
                 .count()
         };
         assert_eq!(versions(&parts[0].0, "service-00"), 2);
+        // The two versions of a service are an A/A pair: same durations.
+        let durations = |rs: &ResourceSpans| -> Vec<u64> {
+            rs.scope_spans[0]
+                .spans
+                .iter()
+                .map(|s| s.end_time_unix_nano - s.start_time_unix_nano)
+                .collect()
+        };
+        let (base, canary) = (&req.resource_spans[0], &req.resource_spans[1]);
+        assert_eq!(durations(base), durations(canary));
+        assert_ne!(durations(base), durations(&req.resource_spans[2]));
+        assert_ne!(
+            base.scope_spans[0].spans[0].span_id,
+            canary.scope_spans[0].spans[0].span_id
+        );
         assert_eq!(versions(&parts[1].0, "service-01"), 2);
         // The standard payload is unchanged: three named services.
         let std = payload(4, 512, 7, None, 1_700_000_000_000_000_000);
