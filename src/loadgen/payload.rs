@@ -231,4 +231,29 @@ mod tests {
         assert_eq!(names, ["checkout", "cart", "payments", "checkout"]);
         assert_eq!(split(&std, 1)[0].0, std);
     }
+
+    /// The benchmark's payload in memory: what the hot store reserves per
+    /// span (Arrow buffers with their capacity). 413–438 bytes before the
+    /// converters copied loose buffers to their length, 326–353 after.
+    #[test]
+    fn the_bench_payload_holds_at_most_360_bytes_per_span_in_memory() {
+        use graylens_collector::attribution::Attributor;
+        use graylens_collector::convert::{spans_from_protobuf, Ctx};
+        use graylens_collector::{AttributionConfig, LimitsConfig};
+        use prost::Message;
+
+        let now = 1_700_000_000_000_000_000;
+        let buf = payload(4, 512, 7, None, now).encode_to_vec();
+        let attributor = Attributor::new(AttributionConfig::default());
+        let limits = LimitsConfig::default();
+        let ctx = Ctx {
+            attributor: &attributor,
+            limits: &limits,
+            received_ns: now as i64,
+        };
+        let c = spans_from_protobuf(&buf, &ctx).unwrap();
+        assert_eq!(c.rows(), 512);
+        let per_span = c.memory_bytes() / c.rows();
+        assert!(per_span <= 360, "{per_span} bytes per span");
+    }
 }

@@ -61,7 +61,7 @@ impl Columns for LogCols {
             self.attrs.finish(),
             self.res_attrs.finish(),
         ];
-        RecordBatch::try_new(LOGS.clone(), columns)
+        super::tight::batch(LOGS.clone(), columns)
     }
 }
 

@@ -214,7 +214,7 @@ impl Columns for MetricCols {
             self.attrs.finish(),
             self.res_attrs.finish(),
         ];
-        RecordBatch::try_new(METRICS.clone(), columns)
+        super::tight::batch(METRICS.clone(), columns)
     }
 }
 

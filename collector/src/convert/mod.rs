@@ -13,6 +13,7 @@ mod envelope;
 mod logs;
 mod metrics;
 mod spans;
+mod tight;
 
 pub use columns::{Ctx, MAX_IDENTITY_BYTES};
 pub use logs::logs_from_protobuf;

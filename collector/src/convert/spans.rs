@@ -76,7 +76,7 @@ impl Columns for SpanCols {
             self.attrs.finish(),
             self.res_attrs.finish(),
         ];
-        RecordBatch::try_new(SPANS.clone(), columns)
+        super::tight::batch(SPANS.clone(), columns)
     }
 }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Memory per hot span: each binary given (default target/release/graylens)
+# serves a fresh store with no flush in the window, `graylens loadgen` sends
+# REQUESTS requests of 512 spans per transport (the ingest benchmark's
+# payload: ten attributes per span, seven per resource), and the script
+# prints, per span stored: the growth of the server's resident set (VmRSS
+# after the load less before it) and the bytes the hot store holds
+# (`graylens_store_memory_bytes`, Arrow buffers with their capacity).
+#
+# Usage: bench/memory.sh [requests] [binary ...]
+#   e.g. bench/memory.sh 1000 /tmp/before/graylens target/release/graylens
+set -euo pipefail
+REQ="${1:-1000}"
+shift $(( $# < 1 ? $# : 1 ))
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BINS=()
+for b in "${@:-$ROOT/target/release/graylens}"; do BINS+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")"); done
+cd "$ROOT"
+source bench/lib.sh
+LOADGEN="$BIN"
+for B in "${BINS[@]}"; do
+  BIN="$B"
+  start_graylens '[store]\nflush_rows = 100000000\nflush_interval_secs = 86400'
+  rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$PID/status"; }
+  sleep 1
+  BEFORE=$(rss)
+  "$LOADGEN" loadgen --server-pid "$PID" --grpc "$GRPC" --http "$HTTP" --api "$API" --requests "$REQ" \
+    | grep -E "end to end|stored" | sed 's/^/  /'
+  sleep 2
+  AFTER=$(rss)
+  HOT=$(curl -s "$API/metrics" | awk '$1 == "graylens_store_memory_bytes" {print $2}')
+  ROWS=$(curl -s "$API/api/v1/sql" -H 'content-type: application/json' \
+    -d '{"sql":"SELECT count(*) AS n FROM spans"}' | grep -o '[0-9]\+' | tail -1)
+  awk -v b="$B" -v r="$ROWS" -v d="$((AFTER - BEFORE))" -v h="$HOT" 'BEGIN {
+    printf "%s: %d spans; resident set +%.0f bytes per span; hot store %.0f bytes per span\n", b, r, d / r, h / r }'
+  kill -TERM "$PID"; wait "$PID" || true
+  trap - EXIT; rm -rf "$WORK"
+done
