@@ -86,12 +86,18 @@ pub struct Facet {
 impl Facet {
     #[inline]
     pub fn add(&mut self, duration_ns: i64, error: bool) {
+        let v = duration_ns as f64;
+        self.add_ln(v, (v > 0.0).then(|| v.ln()), error);
+    }
+
+    /// [`Facet::add`] of latency `v` (ns) whose logarithm is known (`None`
+    /// when `v ≤ 0`).
+    #[inline]
+    pub fn add_ln(&mut self, v: f64, ln: Option<f64>, error: bool) {
         self.requests += 1;
         self.errors += error as u64;
-        let v = duration_ns as f64;
         self.sum_ns += v;
-        if v > 0.0 {
-            let l = v.ln();
+        if let Some(l) = ln {
             self.ln_sum += l;
             self.ln_sq += l * l;
             self.ln_n += 1;

@@ -37,14 +37,13 @@ struct OpAcc {
 }
 
 impl OpAcc {
+    /// Adds latency `v` (ns) whose logarithm is known (`None` when `v ≤ 0`).
     #[inline]
-    fn add(&mut self, duration_ns: i64, error: bool) {
+    fn add_ln(&mut self, v: f64, ln: Option<f64>, error: bool) {
         self.requests += 1;
         self.errors += error as u64;
-        let v = duration_ns as f64;
         self.sum += v;
-        let key = if v > 0.0 {
-            let ln = v.ln();
+        let key = if let Some(ln) = ln {
             self.ln_sum += ln;
             self.ln_sq += ln * ln;
             self.ln_n += 1;
@@ -365,7 +364,10 @@ impl Accumulator {
                 }
             };
             let (d, e) = (dur.value(r), err.value(r));
-            local[slot].add(d, e);
+            // One logarithm per span, for its operation and its facets.
+            let v = d as f64;
+            let ln = (v > 0.0).then(|| v.ln());
+            local[slot].add_ln(v, ln, e);
             // Explained attributes: the span's own attributes first, then
             // its resource's.
             let acc = &mut self.sides[s as usize];
@@ -376,7 +378,7 @@ impl Accumulator {
                     let Some(fi) = m.keys.get(j) else { continue };
                     let fi = fi as usize;
                     if !std::mem::replace(&mut found[fi], true) {
-                        facet_add(&mut acc.facets[fi], m.values.str(j), d, e);
+                        facet_add(&mut acc.facets[fi], m.values.str(j), v, ln, e);
                     }
                 }
             }
@@ -384,7 +386,7 @@ impl Accumulator {
                 let t = x.str(r);
                 if !t.is_empty() {
                     if let Some(fi) = exception_facet {
-                        facet_add(&mut acc.facets[fi], t, d, e);
+                        facet_add(&mut acc.facets[fi], t, v, ln, e);
                     }
                     count_signature(&mut acc.signatures, format!("exception: {t}"), 1);
                 }
@@ -476,11 +478,12 @@ impl Accumulator {
     }
 }
 
-/// Counts one request of `value` (without allocating when it is known).
+/// Counts one request of `value`, latency `v` with logarithm `ln` (without
+/// allocating when the value is known).
 #[inline]
-fn facet_add(map: &mut BTreeMap<String, Facet>, value: &str, duration_ns: i64, error: bool) {
+fn facet_add(map: &mut BTreeMap<String, Facet>, value: &str, v: f64, ln: Option<f64>, error: bool) {
     match map.get_mut(value) {
-        Some(f) => f.add(duration_ns, error),
-        None => facet_entry(map, value).add(duration_ns, error),
+        Some(f) => f.add_ln(v, ln, error),
+        None => facet_entry(map, value).add_ln(v, ln, error),
     }
 }
