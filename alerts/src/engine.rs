@@ -1,6 +1,7 @@
 //! The alert engine: the registry of watched rollouts, and the loop that
-//! judges each of them every `interval` with the analyzer's anytime-valid
-//! tests and moves its state machine.
+//! judges each of them every `interval`, and as its data arrives (see
+//! `arrival`), with the analyzer's anytime-valid tests and moves its state
+//! machine.
 //!
 //! The engine runs on the query runtime the binary hands it, never on the
 //! ingest runtime, so a slow comparison cannot stall ingestion. Every change
@@ -8,9 +9,13 @@
 //! [`crate::persist`]), so an action decided is an action delivered, even
 //! across a crash.
 //!
-//! Also here: `state` (phase transitions, a rollback superseding pending
-//! actions, role hints for the collector).
+//! Also here: `judge` (one look at a rollout: its incremental comparison
+//! and verdict), `arrival` (looks as data arrives), `state` (phase
+//! transitions, a rollback superseding pending actions, role hints for the
+//! collector).
 
+mod arrival;
+mod judge;
 mod state;
 
 use state::supersede;
@@ -108,6 +113,11 @@ pub(crate) struct Inner {
     pub(crate) registry_wake: Notify,
     /// When each rollout's file was last written after a look.
     pub(crate) saved: Mutex<std::collections::HashMap<String, Instant>>,
+    /// Wakes the engine to give a new rollout its first look at once.
+    pub(crate) look_wake: Notify,
+    /// Looks as data arrives: what each rollout's last look saw, and the
+    /// time they may take (see `arrival`).
+    pub(crate) arrivals: Mutex<arrival::Arrivals>,
 }
 
 /// A look that changes nothing but the rollout's evaluation history is
@@ -208,6 +218,8 @@ impl Alerts {
                 hints,
                 subs: Default::default(),
                 saved: Default::default(),
+                look_wake: Notify::new(),
+                arrivals: Default::default(),
             }),
         })
     }
@@ -313,6 +325,7 @@ impl Alerts {
         refresh_hints(&self.inner.hints, &map);
         drop(map);
         self.share(&r.id);
+        self.inner.look_wake.notify_one();
         Ok(r.redacted())
     }
 
@@ -348,165 +361,6 @@ impl Alerts {
         }
         tracing::info!(rollout = %id, "rollout deleted");
         Ok(r.redacted())
-    }
-
-    /// Judges every live rollout once.
-    pub async fn evaluate_all(&self) {
-        let live: Vec<(String, RolloutSpec, DateTime<Utc>)> = self
-            .lock()
-            .values()
-            .filter(|r| !r.phase.is_terminal())
-            .map(|r| (r.id.clone(), r.spec.clone(), r.judged_since))
-            .collect();
-        {
-            let ids: Vec<&String> = live.iter().map(|(id, _, _)| id).collect();
-            self.inner
-                .subs
-                .lock()
-                .await
-                .retain(|id, _| ids.contains(&id));
-        }
-        for (id, spec, since) in live {
-            let started = Instant::now();
-            let (eval, evidence) = self.evaluate(&id, &spec, since).await;
-            let s = &self.inner.stats;
-            let took = started.elapsed();
-            s.evaluations.fetch_add(1, Ordering::Relaxed);
-            s.evaluation_micros
-                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-            let bucket = EVALUATION_BUCKETS
-                .iter()
-                .position(|le| took.as_secs_f64() <= *le)
-                .unwrap_or(EVALUATION_BUCKETS.len());
-            s.evaluation_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-            if eval.error.is_some() {
-                s.evaluation_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            self.apply(&id, since, eval, evidence);
-        }
-    }
-
-    /// The comparison of `sel` for rollout `id`: from its incremental
-    /// subscription (started, with one scan of what is stored, at the first
-    /// look or when the sides change), so a look costs the new data only.
-    async fn compare(
-        &self,
-        id: &str,
-        sel: &Selector,
-        policy: &Policy,
-    ) -> graylens_analyzer::Result<Comparison> {
-        let sub = {
-            let mut subs = self.inner.subs.lock().await;
-            match subs.get(id) {
-                Some(s) if s.selector() == sel && *s.facets() == *policy.explain_attributes => {
-                    s.clone()
-                }
-                _ => {
-                    let s = Arc::new(
-                        Subscription::start(
-                            self.inner.tables.store(),
-                            sel.clone(),
-                            policy.explain_attributes.clone().into(),
-                        )
-                        .await?,
-                    );
-                    subs.insert(id.to_string(), s.clone());
-                    s
-                }
-            }
-        };
-        let mut obs = sub.observations();
-        let names: Vec<String> = policy
-            .metrics
-            .iter()
-            .filter_map(|m| m.metric.clone())
-            .collect();
-        if !names.is_empty() {
-            let [b, c] = observe_metrics(&self.inner.tables, sel, &names).await?;
-            obs.baseline.metrics = b;
-            obs.canary.metrics = c;
-        }
-        let mut c = assemble(sel, policy, &obs);
-        graylens_analyzer::compare::hold_until_covered(&mut c, self.inner.tables.store());
-        Ok(c)
-    }
-
-    /// One comparison for one rollout, as an evaluation and its evidence.
-    async fn evaluate(
-        &self,
-        id: &str,
-        spec: &RolloutSpec,
-        since: DateTime<Utc>,
-    ) -> (Evaluation, Value) {
-        let now = Utc::now();
-        let mut eval = Evaluation {
-            at: now,
-            decision: Decision::Inconclusive,
-            score: 0.0,
-            reasons: Vec::new(),
-            requests: SideCounts::default(),
-            sample_ratio_mismatch: false,
-            service: spec.service.clone(),
-            baseline: spec.baseline.clone(),
-            canary: spec.canary.clone(),
-            error: None,
-        };
-        let policy = match self.policy(spec.policy.as_ref()) {
-            Ok(p) => p,
-            Err(e) => {
-                eval.reasons.push(e.clone());
-                eval.error = Some(e);
-                return (eval, Value::Null);
-            }
-        };
-        if let Some(f) = &spec.flagger {
-            if let Err(why) = crate::flagger::resolve(self, f, since, &mut eval).await {
-                eval.reasons.push(why);
-                return (eval, Value::Null);
-            }
-        }
-        let sel = Selector {
-            service: eval.service.clone(),
-            baseline: eval.baseline.clone(),
-            canary: eval.canary.clone(),
-            by: spec.by,
-            from: Some(since),
-            to: None,
-        };
-        match self.compare(id, &sel, &policy).await {
-            Ok(c) => {
-                eval.decision = c.verdict.decision;
-                eval.score = c.verdict.score;
-                eval.reasons = c.verdict.reasons.clone();
-                eval.requests = SideCounts {
-                    baseline: c.baseline.requests,
-                    canary: c.canary.requests,
-                };
-                eval.sample_ratio_mismatch = c.sample_ratio.as_ref().is_some_and(|s| s.mismatch);
-                let evidence = json!({
-                    "policy": c.policy,
-                    "score": c.verdict.score,
-                    "window": c.window,
-                    "requests": eval.requests,
-                    "error_rate": {"baseline": c.baseline.error_rate, "canary": c.canary.error_rate},
-                    "latency_ms": {"baseline": c.baseline.latency_ms, "canary": c.canary.latency_ms},
-                    "metrics": c.metrics,
-                    "sample_ratio": c.sample_ratio,
-                    "explanations": c.explanations,
-                });
-                (eval, evidence)
-            }
-            Err(graylens_analyzer::Error::NotFound(m)) => {
-                eval.reasons.push(format!("waiting for data: {m}"));
-                (eval, Value::Null)
-            }
-            Err(e) => {
-                tracing::error!(service = %sel.service, error = %e, "rollout evaluation failed");
-                eval.reasons.push(format!("graylens could not judge: {e}"));
-                eval.error = Some(e.to_string());
-                (eval, Value::Null)
-            }
-        }
     }
 
     /// Records `eval` on rollout `id` and moves its state machine; queues
@@ -592,8 +446,8 @@ impl Alerts {
         }
     }
 
-    /// Judges every rollout each `interval` until `stop`, and delivers
-    /// actions meanwhile.
+    /// Judges every rollout each `interval` and as data arrives until
+    /// `stop`, and delivers actions meanwhile.
     pub async fn run(self, stop: CancellationToken) {
         let mut deliver = tokio::spawn(crate::deliver::run(self.clone(), stop.clone()));
         let mut tick = tokio::time::interval(self.inner.cfg.interval);
@@ -605,11 +459,15 @@ impl Alerts {
             .map_or(Duration::from_secs(3600), |sh| sh.period());
         let mut registry = tokio::time::interval(period);
         registry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let store = self.inner.tables.store().clone();
+        let arrivals = store.arrivals();
         loop {
             tokio::select! {
                 _ = registry.tick() => self.sync_registry().await,
                 _ = self.inner.registry_wake.notified() => self.sync_registry().await,
                 _ = tick.tick() => self.evaluate_all().await,
+                _ = arrivals.notified() => self.evaluate_arrived().await,
+                _ = self.inner.look_wake.notified() => self.evaluate_arrived().await,
                 _ = stop.cancelled() => break,
                 // The delivery loop only ends at stop: anything else is a
                 // panic, raised here so the supervisor restarts both.

@@ -36,12 +36,18 @@ struct State {
     acc: Accumulator,
     /// Per table, the first sequence number not in the initial view.
     from_seq: [u64; 3],
+    /// Batches of the service added since the initial view.
+    fed: u64,
 }
 
 /// The running comparisons, fed by the store's appends.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     subs: Mutex<Vec<Weak<Mutex<State>>>>,
+    /// Notified when a batch reached a running comparison, so the alert
+    /// engine can judge as data arrives (one wake-up is kept while nobody
+    /// waits).
+    pub(crate) arrived: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +61,7 @@ impl Registry {
         }
         let mut subs = lock(&self.subs);
         subs.retain(|w| w.strong_count() > 0);
+        let mut fed = false;
         for w in subs.iter() {
             let Some(st) = w.upgrade() else { continue };
             let mut st = lock(&st);
@@ -67,7 +74,13 @@ impl Registry {
                     Signal::Logs => st.acc.add_logs(&h.batch),
                     _ => st.acc.add_spans(&h.batch),
                 }
+                st.fed += 1;
+                fed = true;
             }
+        }
+        drop(subs);
+        if fed {
+            self.arrived.notify_one();
         }
     }
 
@@ -109,6 +122,7 @@ impl Subscription {
             let state = Arc::new(Mutex::new(State {
                 acc: Accumulator::with_facets(&sel, facets.clone()),
                 from_seq,
+                fed: 0,
             }));
             subs.push(Arc::downgrade(&state));
             state
@@ -133,6 +147,12 @@ impl Subscription {
     /// The attributes counted for explanations.
     pub fn facets(&self) -> Arc<[String]> {
         lock(&self.state).acc.facet_keys().clone()
+    }
+
+    /// Batches of the service added since the start (a look that read this
+    /// many has seen everything fed before it).
+    pub fn fed(&self) -> u64 {
+        lock(&self.state).fed
     }
 
     /// Everything seen so far (spans and logs; OTLP metrics are read apart).
@@ -184,13 +204,19 @@ pub(crate) fn add_listed(
             })
             .collect()
     };
+    let fed = !work.is_empty();
     for (st, sel, facets, work) in work {
         let (acc, files) = r.block_on(async move { scan_items(work, &sel, facets).await })?;
         store
             .stats
             .segments_read
             .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
-        lock(&st).acc.merge(&acc);
+        let mut st = lock(&st);
+        st.acc.merge(&acc);
+        st.fed += 1;
+    }
+    if fed {
+        store.live.arrived.notify_one();
     }
     Ok(())
 }

@@ -300,6 +300,12 @@ impl Store {
         self.read_only
     }
 
+    /// Notified when new data reached a running comparison (a
+    /// [`crate::Subscription`]); one wake-up is kept while nobody waits.
+    pub fn arrivals(&self) -> &tokio::sync::Notify {
+        &self.live.arrived
+    }
+
     /// The generation new appends belong to.
     pub fn generation(&self) -> u64 {
         self.gen.load(Relaxed)
