@@ -461,13 +461,20 @@ impl Alerts {
         registry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let store = self.inner.tables.store().clone();
         let arrivals = store.arrivals();
+        let mut settle: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = registry.tick() => self.sync_registry().await,
                 _ = self.inner.registry_wake.notified() => self.sync_registry().await,
                 _ = tick.tick() => self.evaluate_all().await,
-                _ = arrivals.notified() => self.evaluate_arrived().await,
-                _ = self.inner.look_wake.notified() => self.evaluate_arrived().await,
+                // New data or a new rollout: look once it settled, without
+                // holding up the registry exchange meanwhile.
+                _ = arrivals.notified(), if settle.is_none() => settle = Some(arrival::settled()),
+                _ = self.inner.look_wake.notified(), if settle.is_none() => settle = Some(arrival::settled()),
+                _ = tokio::time::sleep_until(settle.unwrap_or_else(arrival::settled)), if settle.is_some() => {
+                    settle = None;
+                    self.evaluate_arrived().await;
+                }
                 _ = stop.cancelled() => break,
                 // The delivery loop only ends at stop: anything else is a
                 // panic, raised here so the supervisor restarts both.

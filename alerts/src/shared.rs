@@ -118,11 +118,12 @@ impl Shared {
 
     /// The node holding `id`'s lease, as last seen here. Another node's
     /// lease is re-read only once it has expired here, at this node's next
-    /// look (within one period), and a live holder has renewed it by then:
-    /// so a lease seen expired for less than a period is still reported
-    /// (not "no actor" between a holder's renewal and this node's re-read).
+    /// look (within one period, later on a busy node or a slow object
+    /// store), and a live holder has renewed it by then: so a lease seen
+    /// expired for less than two periods is still reported (not "no actor"
+    /// between a holder's renewal and this node's re-read).
     pub fn holder(&self, id: &str) -> Option<String> {
-        let grace = self.period().as_millis() as i64;
+        let grace = 2 * self.period().as_millis() as i64;
         self.state()
             .leases
             .get(id)

@@ -5,9 +5,9 @@
 //! delay, not by the tick. The tests are anytime-valid, so the extra looks
 //! cost no false rollbacks.
 //!
-//! The extra looks are bounded: one round per [`SETTLE`] at most (a burst of
-//! batches — an export split by service, pods exporting together — is
-//! judged once), rollouts that waited longest first, and all of them
+//! The extra looks are bounded: a round starts [`SETTLE`] after the first
+//! wake-up (a burst of batches — an export split by service, pods exporting
+//! together — is judged once; the engine's other work goes on meanwhile), rollouts that waited longest first, and all of them
 //! together within [`BUDGET`] of one core (a token bucket over one second);
 //! past the budget, the tick judges the rest. In a cluster only the lease
 //! holder of a rollout looks at it on arrival.
@@ -15,7 +15,7 @@
 use super::Alerts;
 use crate::spec::RolloutSpec;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Wait after a wake-up before looking.
@@ -54,6 +54,11 @@ impl Arrivals {
     }
 }
 
+/// When a round woken now may start: [`SETTLE`] from now.
+pub(super) fn settled() -> tokio::time::Instant {
+    tokio::time::Instant::now() + SETTLE
+}
+
 /// Records a look at `id` that began at `at` with `fed` batches fed.
 pub(super) fn looked(alerts: &Alerts, id: &str, fed: u64, at: Instant) {
     let mut a = alerts
@@ -68,7 +73,6 @@ impl Alerts {
     /// Judges, within the budget, every live rollout with data its last
     /// look did not see, and every rollout not judged yet.
     pub(super) async fn evaluate_arrived(&self) {
-        tokio::time::sleep(SETTLE).await;
         let live: Vec<(String, RolloutSpec, DateTime<Utc>)> = self
             .lock()
             .values()
@@ -88,8 +92,8 @@ impl Alerts {
                 .arrivals
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let ids: Vec<&String> = live.iter().map(|(id, _, _)| id).collect();
-            a.seen.retain(|id, _| ids.contains(&id));
+            let ids: HashSet<&str> = live.iter().map(|(id, _, _)| id.as_str()).collect();
+            a.seen.retain(|id, _| ids.contains(id.as_str()));
             live.into_iter()
                 .filter_map(|(id, spec, since)| {
                     let last = a.seen.get(&id).copied();
