@@ -127,7 +127,7 @@ impl Subscription {
             subs.push(Arc::downgrade(&state));
             state
         };
-        let (base, files_scanned) = scan_items(work, &sel, facets).await?;
+        let (base, files_scanned) = scan_items(work, &sel, facets, &store.partials).await?;
         store
             .stats
             .segments_read
@@ -206,7 +206,9 @@ pub(crate) fn add_listed(
     };
     let fed = !work.is_empty();
     for (st, sel, facets, work) in work {
-        let (acc, files) = r.block_on(async move { scan_items(work, &sel, facets).await })?;
+        let partials = store.partials.clone();
+        let (acc, files) =
+            r.block_on(async move { scan_items(work, &sel, facets, &partials).await })?;
         store
             .stats
             .segments_read

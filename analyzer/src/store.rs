@@ -153,6 +153,8 @@ pub struct Store {
     read_only: bool,
     /// Incremental comparisons fed by every append.
     pub(crate) live: crate::live::Registry,
+    /// What comparisons read from each segment, for the next comparison.
+    pub partials: Arc<crate::compare::partials::Partials>,
     pub stats: StoreStats,
     /// Where segments live when not under `data_dir`.
     pub(crate) remote: Option<Arc<Remote>>,
@@ -243,6 +245,7 @@ impl Store {
             last_flush: RwLock::new(Instant::now()),
             read_only,
             live: Default::default(),
+            partials: Default::default(),
             stats: StoreStats::default(),
             cfg,
         };

@@ -9,6 +9,7 @@ use graylens_analyzer::compare::explain::default_attributes;
 use graylens_analyzer::remote::Remote;
 use graylens_analyzer::{compare, Policy, Store, StoreConfig, Subscription, Tables};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,20 +260,23 @@ async fn sql_opens_only_the_segments_of_the_service_and_window() {
         assert_eq!(text.matches(".parquet").count(), files, "{sql}: {text}");
     }
     // Comparisons are pruned the same way, and count what they open (a
-    // canary, in memory, to compare with).
+    // canary, in memory, to compare with). The second comparison's one
+    // segment lies wholly in both windows: its part is reused, not opened.
     append(&store, &request(20, 100, "1.1", 1.0, 50));
     let hour1 = "2026-05-28T21:00:00Z".parse().unwrap();
-    for (from, files) in [(None, 2), (Some(hour1), 1)] {
+    let counts = || {
+        let read = store.stats.segments_read.load(Relaxed);
+        (read, store.partials.hits.load(Relaxed))
+    };
+    for (from, opened, reused) in [(None, 2, 0), (Some(hour1), 0, 1)] {
         let sel = graylens_analyzer::Selector { from, ..sel() };
-        let before = store
-            .stats
-            .segments_read
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let before = counts();
         compare(&tables, &sel, &Policy::default()).await.unwrap();
-        let after = store
-            .stats
-            .segments_read
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(after - before, files, "compare from {from:?}");
+        let after = counts();
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (opened, reused),
+            "compare from {from:?}"
+        );
     }
 }

@@ -183,6 +183,11 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             st.segments_read.load(Relaxed),
         ),
         (
+            "graylens_store_segments_reused_total",
+            "Parquet segments whose part of a comparison was reused from an earlier one instead of read.",
+            t.store.partials.hits.load(Relaxed),
+        ),
+        (
             "graylens_wal_records_total",
             "Requests written to the write-ahead log.",
             st.wal_records.load(Relaxed),
@@ -268,6 +273,11 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             "graylens_store_memory_bytes",
             "Bytes of batches in memory (open and sealed generations).",
             st.hot_bytes.load(Relaxed),
+        ),
+        (
+            "graylens_compare_partials_bytes",
+            "Bytes (estimated) of per-segment comparison parts kept for the next comparison.",
+            t.store.partials.size().1 as u64,
         ),
     ] {
         out.family(name, "gauge", help);

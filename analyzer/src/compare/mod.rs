@@ -15,6 +15,7 @@ mod kayenta;
 mod lanes;
 mod observe;
 mod otlp_metrics;
+pub mod partials;
 mod report;
 pub mod scan;
 mod selector;

@@ -426,6 +426,33 @@ impl Accumulator {
         }
     }
 
+    /// About how many bytes this accumulator holds (for the bound of
+    /// [`super::partials::Partials`]): map entries, their keys and the
+    /// tables' own overhead, not allocator rounding.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let mut n = size_of::<Accumulator>();
+        for s in &self.sides {
+            for (op, acc) in &s.ops {
+                n += op.len() + size_of::<String>() + size_of::<OpAcc>() + 16;
+                n += acc.buckets.capacity() * (size_of::<(Option<i32>, (u64, f64, f64))>() + 1);
+            }
+            for f in &s.facets {
+                n += size_of::<BTreeMap<String, Facet>>();
+                n += f
+                    .keys()
+                    .map(|v| v.len() + size_of::<String>() + size_of::<Facet>() + 16)
+                    .sum::<usize>();
+            }
+            n += s
+                .signatures
+                .keys()
+                .map(|v| v.len() + size_of::<String>() + 8 + 16)
+                .sum::<usize>();
+        }
+        n
+    }
+
     /// Adds another accumulator of the same selector.
     pub fn merge(&mut self, other: &Accumulator) {
         for (mine, theirs) in self.sides.iter_mut().zip(&other.sides) {

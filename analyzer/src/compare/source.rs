@@ -3,6 +3,7 @@
 //! range) and by row-group statistics on `time`, reading only the columns
 //! the [`Accumulator`] needs, on every core.
 
+use super::partials::{Key, Partials};
 use super::scan::Accumulator;
 use super::selector::Selector;
 use crate::error::{Error, Result};
@@ -36,7 +37,9 @@ const LOG_COLUMNS: [&str; 4] = ["time", "service_name", "severity_number", "body
 #[derive(Clone)]
 pub(crate) enum Item {
     Hot(Signal, RecordBatch),
-    File(Signal, Loc),
+    /// A segment, and whether it lies wholly inside the window (so its
+    /// partial can be kept, see [`super::partials`]).
+    File(Signal, Loc, bool),
 }
 
 /// Where a segment is read from.
@@ -48,6 +51,14 @@ pub(crate) enum Loc {
 }
 
 impl Loc {
+    /// The segment's path or object key.
+    fn name(&self) -> String {
+        match self {
+            Loc::Local(p) => p.to_string_lossy().into_owned(),
+            Loc::Remote(_, key, _) => key.clone(),
+        }
+    }
+
     pub(crate) fn of(store: &Store, g: &Segment) -> Loc {
         match store.remote() {
             Some(r) => Loc::Remote(r.clone(), g.key.clone(), g.bytes),
@@ -78,7 +89,7 @@ pub(crate) fn items(
         .iter()
         .filter(|g| wanted(g, &sel.service, from, to))
     {
-        out.push(Item::File(signal, Loc::of(store, g)));
+        out.push(Item::File(signal, Loc::of(store, g), g.within(from, to)));
     }
 }
 
@@ -99,7 +110,7 @@ pub async fn scan_store(
         let (hot, segments, _) = store.view(signal);
         items(store, signal, (hot, segments), sel, &mut items_);
     }
-    let (acc, files) = scan_items(items_, sel, facets).await?;
+    let (acc, files) = scan_items(items_, sel, facets, &store.partials).await?;
     store
         .stats
         .segments_read
@@ -107,28 +118,51 @@ pub async fn scan_store(
     Ok((acc, files))
 }
 
-/// Reads `items` on every core into one accumulator.
+/// Reads `items` on every core into one accumulator. Segments wholly inside
+/// the window are taken from `partials` when kept there, and kept there
+/// when read. Returns the accumulator and how many segments were read.
 pub(crate) async fn scan_items(
     items: Vec<Item>,
     sel: &Selector,
     facets: Arc<[String]>,
+    partials: &Partials,
 ) -> Result<(Accumulator, u64)> {
-    let files = items.iter().filter(|i| matches!(i, Item::File(..))).count() as u64;
+    let mut total = Accumulator::with_facets(sel, facets.clone());
+    // Segments to read: their keys when their partial is to be kept.
+    let mut keys: Vec<Option<Key>> = Vec::new();
+    let mut todo = Vec::new();
+    for item in items {
+        if let Item::File(signal, loc, whole) = &item {
+            let key = whole.then(|| Key::new(*signal, loc.name(), sel, &facets));
+            if let Some(p) = key.as_ref().and_then(|k| partials.get(k)) {
+                total.merge(&p);
+                continue;
+            }
+            keys.push(key);
+        }
+        todo.push(item);
+    }
+    let files = keys.len() as u64;
     let cores = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
     // Fewer files than cores (one large segment, say): each file is read
     // by every worker, each taking every `cores`-th of its row groups.
     let parts = if (files as usize) < cores { cores } else { 1 };
-    let work: Vec<(Item, usize, usize)> = items
+    let mut file_no = 0;
+    let work: Vec<(Item, Option<usize>, usize, usize)> = todo
         .into_iter()
         .flat_map(|item| match item {
-            Item::File(..) => (0..parts).map(|k| (item.clone(), k, parts)).collect(),
-            Item::Hot(..) => vec![(item, 0, 1)],
+            Item::File(..) => {
+                file_no += 1;
+                let kept = keys[file_no - 1].is_some().then_some(file_no - 1);
+                (0..parts).map(|k| (item.clone(), kept, k, parts)).collect()
+            }
+            Item::Hot(..) => vec![(item, None, 0, 1)],
         })
         .collect();
     let workers = cores.min(work.len().max(1));
-    let mut shares: Vec<Vec<(Item, usize, usize)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut shares: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, w) in work.into_iter().enumerate() {
         shares[i % workers].push(w);
     }
@@ -137,32 +171,59 @@ pub(crate) async fn scan_items(
     for share in shares {
         let (sel, facets) = (sel.clone(), facets.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
-            let mut acc = Accumulator::with_facets(&sel, facets);
-            for (item, part, parts) in share {
-                match item {
-                    Item::Hot(Signal::Logs, b) => acc.add_logs(&b),
-                    Item::Hot(_, b) => acc.add_spans(&b),
-                    Item::File(signal, Loc::Local(path)) => {
-                        read_file(&mut acc, signal, &path, (from, to), (part, parts))?
+            let mut acc = Accumulator::with_facets(&sel, facets.clone());
+            // A segment to keep is read into its own accumulator.
+            let mut own = Vec::new();
+            for (item, kept, part, parts) in share {
+                let mut mine = kept.map(|_| Accumulator::with_facets(&sel, facets.clone()));
+                let into = mine.as_mut().unwrap_or(&mut acc);
+                let found = match item {
+                    Item::Hot(Signal::Logs, b) => {
+                        into.add_logs(&b);
+                        true
                     }
-                    Item::File(signal, Loc::Remote(r, key, size)) => read_remote(
-                        &mut acc,
-                        signal,
-                        (&r, &key, size),
-                        (from, to),
-                        (part, parts),
-                    )?,
+                    Item::Hot(_, b) => {
+                        into.add_spans(&b);
+                        true
+                    }
+                    Item::File(signal, Loc::Local(path), _) => {
+                        read_file(into, signal, &path, (from, to), (part, parts))?
+                    }
+                    Item::File(signal, Loc::Remote(r, key, size), _) => {
+                        read_remote(into, signal, (&r, &key, size), (from, to), (part, parts))?
+                    }
+                };
+                if let (Some(i), Some(mine)) = (kept, mine) {
+                    own.push((i, mine, found));
                 }
             }
-            Ok::<_, Error>(acc)
+            Ok::<_, Error>((acc, own))
         }));
     }
-    let mut total = Accumulator::with_facets(sel, facets);
+    let mut read: Vec<Option<(Accumulator, bool)>> = (0..keys.len()).map(|_| None).collect();
     for t in tasks {
-        let acc = t
+        let (acc, own) = t
             .await
             .map_err(|e| Error::Internal(format!("comparison worker: {e}")))??;
         total.merge(&acc);
+        for (i, part, found) in own {
+            match &mut read[i] {
+                Some((whole, all_found)) => {
+                    whole.merge(&part);
+                    *all_found &= found;
+                }
+                slot => *slot = Some((part, found)),
+            }
+        }
+    }
+    for (key, got) in keys.into_iter().zip(read) {
+        if let (Some(key), Some((partial, found))) = (key, got) {
+            total.merge(&partial);
+            // A segment deleted since the snapshot read as empty: not kept.
+            if found {
+                partials.put(key, partial);
+            }
+        }
     }
     Ok((total, files))
 }
@@ -232,7 +293,7 @@ fn read_remote(
     (r, key, size): (&Arc<Remote>, &str, u64),
     window: (Option<i64>, Option<i64>),
     parts: (usize, usize),
-) -> Result<()> {
+) -> Result<bool> {
     use crate::remote_reader::{is_not_found, ObjectReader};
     use datafusion::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
     use datafusion::parquet::errors::ParquetError;
@@ -265,27 +326,28 @@ fn read_remote(
         match got {
             Ok(b) => add(acc, signal, &b),
             // Deleted by retention since the snapshot.
-            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) => return Err(Error::Storage(format!("reading {key}: {e}"))),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Adds one Parquet segment, reading only the needed columns of the row
 /// groups whose `time` range meets the window, and of those only every
 /// `parts`-th from `part` (so several workers can share one file).
+/// `false` when the segment was deleted since the snapshot (nothing added).
 fn read_file(
     acc: &mut Accumulator,
     signal: Signal,
     path: &std::path::Path,
     (from, to): (Option<i64>, Option<i64>),
     (part, parts): (usize, usize),
-) -> Result<()> {
+) -> Result<bool> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         // Deleted by retention or compaction since the snapshot.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(path, e)),
     };
     let parquet = |e: datafusion::parquet::errors::ParquetError| {
@@ -304,5 +366,5 @@ fn read_file(
         let b = b.map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
         add(acc, signal, &b);
     }
-    Ok(())
+    Ok(true)
 }
