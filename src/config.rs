@@ -453,12 +453,17 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let cfg = parse(
-            "[store]\nflush_rows = 0\nflush_interval_secs = 0\n[pipeline]\nqueue_capacity = 0\n\
+            "[store]\nflush_rows = 0\nflush_interval_secs = 0\ncompare_cache_mib = 2000000\n\
+             [pipeline]\nqueue_capacity = 0\n\
              [otlp]\ngrpc_addr = \"127.0.0.1:5000\"\nhttp_addr = \"127.0.0.1:5000\"\n",
         )
         .unwrap();
         let p = cfg.problems();
-        assert!(p.len() >= 4, "{p:?}");
+        assert!(p.len() >= 5, "{p:?}");
+        assert!(
+            p.iter().any(|x| x.contains("store.compare_cache_mib")),
+            "{p:?}"
+        );
     }
 
     #[test]

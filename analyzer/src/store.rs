@@ -50,6 +50,9 @@ pub struct StoreConfig {
     pub max_disk_bytes: u64,
     /// How often this node's small segments are merged (see `compact`); 0 = never.
     pub compact_interval_secs: u64,
+    /// MiB of per-segment comparison parts kept for repeated comparisons
+    /// (see `compare::partials`); 0 keeps none.
+    pub compare_cache_mib: u64,
     /// Names this node's segments (`cluster.node_id`; `local` alone).
     #[serde(skip)]
     pub node_id: String,
@@ -68,6 +71,7 @@ impl Default for StoreConfig {
             retention_hours: 72,
             max_disk_bytes: 0,
             compact_interval_secs: 60,
+            compare_cache_mib: 64,
             node_id: "local".into(),
             storage_url: String::new(),
         }
@@ -85,6 +89,13 @@ impl StoreConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             out.push("store.data_dir must not be empty".into());
+        }
+        if self.compare_cache_mib > 1 << 20 {
+            out.push(format!(
+                "store.compare_cache_mib must be at most {} (1 TiB), not {}",
+                1u64 << 20,
+                self.compare_cache_mib
+            ));
         }
         out
     }
@@ -245,7 +256,9 @@ impl Store {
             last_flush: RwLock::new(Instant::now()),
             read_only,
             live: Default::default(),
-            partials: Default::default(),
+            partials: Arc::new(crate::compare::partials::Partials::with_capacity(
+                (cfg.compare_cache_mib as usize).saturating_mul(1 << 20),
+            )),
             stats: StoreStats::default(),
             cfg,
         };

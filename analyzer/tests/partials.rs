@@ -140,3 +140,24 @@ async fn a_repeated_comparison_reads_only_what_is_new_and_answers_the_same() {
     assert_eq!(entries, 8);
     assert!(bytes > 0 && bytes <= graylens_analyzer::compare::partials::CAPACITY_BYTES);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_told_to_keep_nothing_reads_every_segment_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig {
+        compare_cache_mib: 0,
+        ..config(dir.path())
+    })
+    .unwrap();
+    for seed in 0..2 {
+        segment(&store, seed);
+    }
+    let tables = Tables::new(store.clone()).unwrap();
+    for n in 1..=2 {
+        compare(&tables, &checkout(), &Policy::default())
+            .await
+            .unwrap();
+        assert_eq!(counts(&store), (2 * n, 0));
+    }
+    assert_eq!(store.partials.size(), (0, 0));
+}

@@ -10,8 +10,9 @@
 //! compare the same service again every few seconds: each repeat then reads
 //! only the hot data and the segments written since, and merges the rest.
 //!
-//! Bounded by an estimate of the bytes held ([`CAPACITY_BYTES`]); the least
-//! recently used partials go first. Partials of segments deleted by
+//! Bounded by an estimate of the bytes held (`store.compare_cache_mib`,
+//! [`CAPACITY_BYTES`] by default; 0 keeps nothing); the least recently used
+//! partials go first. Partials of segments deleted by
 //! retention or compaction are never asked for again and age out the same way.
 
 use super::scan::Accumulator;
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// At most this many bytes of partials (estimated) are kept.
+/// The default bound: at most this many bytes of partials (estimated).
 pub const CAPACITY_BYTES: usize = 64 << 20;
 
 /// Identifies one segment's contribution to one kind of comparison.
