@@ -14,14 +14,9 @@
 # Usage: bench/compare_repeat.sh [requests] [runs] [binary ...]
 #   e.g. bench/compare_repeat.sh 8000 10 /tmp/graylens-before target/release/graylens
 set -euo pipefail
-REQ="${1:-5000}"
-RUNS="${2:-10}"
-shift $(( $# < 2 ? $# : 2 ))
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BINS=()
-for b in "${@:-$ROOT/target/release/graylens}"; do BINS+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")"); done
-cd "$ROOT"
-source bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+REQ="${1:-5000}" RUNS="${2:-10}"
+binaries "${@:3}"
 export GRAYLENS_LOG=warn
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Server CPU seconds (user + system, all threads) from /proc.
@@ -35,7 +30,7 @@ for bin in "${BINS[@]}"; do
   # Wait for the interval flush to write what is left in memory, so every
   # comparison reads the same stored segments.
   for _ in $(seq 120); do
-    [[ "$(counter 'graylens_store_hot_rows{signal="traces"}')" == 0 ]] && break
+    [[ "$(counter graylens_store_memory_bytes)" == 0 ]] && break
     sleep 1
   done
   url="$API/api/v1/compare?service=checkout&baseline=1.4.0&canary=1.5.0"

@@ -2,8 +2,19 @@
 #   start_graylens "TOML config text" [ENV=VALUE ...]
 # Sets WORK (a temporary directory, removed on exit), PID, GRPC, HTTP (OTLP
 # URLs) and API (http://host:port of the API); the server log is $WORK/server.log.
-BIN=target/release/graylens
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/target/release/graylens"
 [[ -x "$BIN" ]] || { echo "error: $BIN not found; run 'cargo build --release' first" >&2; exit 1; }
+
+# binaries [PATH ...]: sets BINS to each PATH made absolute from the current
+# directory (default: $BIN), then enters $ROOT. For the scripts that compare
+# builds; source this file before leaving the directory the paths are from.
+binaries() {
+  BINS=()
+  local b
+  for b in "${@:-$BIN}"; do BINS+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")"); done
+  cd "$ROOT"
+}
 
 start_graylens() {
   local config="$1"; shift

@@ -10,13 +10,9 @@
 # Usage: bench/memory.sh [requests] [binary ...]
 #   e.g. bench/memory.sh 1000 /tmp/before/graylens target/release/graylens
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REQ="${1:-1000}"
-shift $(( $# < 1 ? $# : 1 ))
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BINS=()
-for b in "${@:-$ROOT/target/release/graylens}"; do BINS+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")"); done
-cd "$ROOT"
-source bench/lib.sh
+binaries "${@:2}"
 LOADGEN="$BIN"
 for B in "${BINS[@]}"; do
   BIN="$B"

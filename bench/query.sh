@@ -16,14 +16,9 @@
 # Usage: bench/query.sh [requests] [runs] [binary ...]
 #   e.g. bench/query.sh 5000 5 ../before/target/release/graylens target/release/graylens
 set -euo pipefail
-REQ="${1:-5000}"
-RUNS="${2:-5}"
-shift $(( $# < 2 ? $# : 2 ))
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BINS=()
-for b in "${@:-$ROOT/target/release/graylens}"; do BINS+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")"); done
-cd "$ROOT"
-source bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+REQ="${1:-5000}" RUNS="${2:-5}"
+binaries "${@:3}"
 start_graylens '[store]\nflush_rows = 500000'
 "$BIN" loadgen --server-pid "$PID" --grpc "$GRPC" --http "$HTTP" --requests "$REQ" | grep -E "end to end"
 kill -TERM "$PID"; wait "$PID" || true
