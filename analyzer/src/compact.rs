@@ -164,6 +164,9 @@ impl Store {
             bytes,
         };
         tracing::debug!(table = s.table(), segment = %merged.key, inputs = inputs.len(), bytes, "compaction: merged");
+        let name = |g: &Segment| crate::compare::source::Loc::of(self, g).name();
+        let names: Vec<String> = inputs.iter().map(name).collect();
+        self.partials.carry(&names, &name(&merged));
         self.tables[crate::store::idx(s)]
             .write()
             .expect("lock")

@@ -9,6 +9,7 @@ use common::{append, checkout, request_at};
 use graylens_analyzer::{compare, Comparison, Policy, Selector, Store, StoreConfig, Tables};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// 2026-05-28T20:26:40Z; request `seed` starts `seed` seconds later and
 /// spans 400 µs.
@@ -160,4 +161,37 @@ async fn a_store_told_to_keep_nothing_reads_every_segment_every_time() {
         assert_eq!(counts(&store), (2 * n, 0));
     }
     assert_eq!(store.partials.size(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_by_compaction_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    for seed in 0..4 {
+        segment(&store, seed);
+    }
+    let tables = Tables::new(store.clone()).unwrap();
+    let (sel, policy) = (checkout(), Policy::default());
+    let before = compare(&tables, &sel, &policy).await.unwrap();
+    assert_eq!(counts(&store), (4, 0));
+    let s = store.clone();
+    let merged = tokio::task::spawn_blocking(move || s.compact_with_grace(Duration::ZERO))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(merged > 0, "the four segments were merged");
+    let after = compare(&tables, &sel, &policy).await.unwrap();
+    assert_eq!(
+        counts(&store),
+        (4, 1),
+        "the merge's part came from its inputs'"
+    );
+    assert_eq!(after.baseline.requests, 1600);
+    assert!(same(&json(&after), &json(&before)));
+    let scratch = from_scratch(dir.path(), &sel).await;
+    assert!(
+        same(&json(&after), &scratch),
+        "{:#}\n{scratch:#}",
+        json(&after)
+    );
 }

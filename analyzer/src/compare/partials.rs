@@ -13,7 +13,10 @@
 //! Bounded by an estimate of the bytes held (`store.compare_cache_mib`,
 //! [`CAPACITY_BYTES`] by default; 0 keeps nothing); the least recently used
 //! partials go first. Partials of segments deleted by
-//! retention or compaction are never asked for again and age out the same way.
+//! retention or compaction are never asked for again and age out the same way;
+//! a merge by this node's compaction gets the merge of its inputs' parts
+//! ([`Partials::carry`]), so compaction costs no re-read. (A merge written by
+//! another node is read once: its exact inputs are not known here.)
 
 use super::scan::Accumulator;
 use super::selector::Selector;
@@ -164,6 +167,40 @@ impl Partials {
     }
 }
 
+impl Partials {
+    /// For a segment `output` that holds exactly the rows of the segments
+    /// `inputs` (a merge by compaction): keeps the merge of their parts, for
+    /// every kind of comparison that has a part of each input, so the merge
+    /// is not read again.
+    pub(crate) fn carry(&self, inputs: &[String], output: &str) {
+        let merged: Vec<(Key, Accumulator)> = {
+            let g = self.lock();
+            let mut groups: HashMap<Key, Vec<Arc<Accumulator>>> = HashMap::new();
+            for (k, e) in &g.map {
+                if inputs.contains(&k.segment) {
+                    let mut to = k.clone();
+                    to.segment = output.to_string();
+                    groups.entry(to).or_default().push(e.partial.clone());
+                }
+            }
+            groups
+                .into_iter()
+                .filter(|(_, parts)| parts.len() == inputs.len())
+                .map(|(k, parts)| {
+                    let mut acc = (*parts[0]).clone();
+                    for p in &parts[1..] {
+                        acc.merge(p);
+                    }
+                    (k, acc)
+                })
+                .collect()
+        };
+        for (k, acc) in merged {
+            self.put(k, acc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +261,21 @@ mod tests {
                 &facets
             ))
             .is_some());
+    }
+
+    #[test]
+    fn a_merge_gets_a_part_only_where_every_input_has_one() {
+        let p = Partials::default();
+        let facets: Arc<[String]> = Arc::from([]);
+        let key = |seg: &str, svc: &str| Key::new(Signal::Traces, seg.into(), &sel(svc), &facets);
+        let part = |svc: &str| Accumulator::with_facets(&sel(svc), facets.clone());
+        p.put(key("a", "s"), part("s"));
+        p.put(key("b", "s"), part("s"));
+        p.put(key("a", "t"), part("t"));
+        p.carry(&["a".into(), "b".into()], "m");
+        assert!(p.get(&key("m", "s")).is_some());
+        assert!(p.get(&key("m", "t")).is_none(), "b has no part for t");
+        assert_eq!(p.size().0, 4);
     }
 
     #[test]

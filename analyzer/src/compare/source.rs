@@ -52,7 +52,7 @@ pub(crate) enum Loc {
 
 impl Loc {
     /// The segment's path or object key.
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Loc::Local(p) => p.to_string_lossy().into_owned(),
             Loc::Remote(_, key, _) => key.clone(),
