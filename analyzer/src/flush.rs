@@ -21,13 +21,18 @@ use std::sync::Arc;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
+/// The hour (since the epoch) a row of time `ns` is filed under.
+pub(crate) fn hour(ns: i64) -> i64 {
+    ns.div_euclid(HOUR_NS)
+}
+
 /// The batches of one table split into files: one per service and hour
 /// (of each batch's oldest row).
 pub(crate) fn groups(batches: &[Arc<Hot>]) -> Vec<Vec<Arc<Hot>>> {
     let mut groups: BTreeMap<(Arc<str>, i64), Vec<Arc<Hot>>> = BTreeMap::new();
     for h in batches {
         groups
-            .entry((h.service.clone(), h.min_ns.div_euclid(HOUR_NS)))
+            .entry((h.service.clone(), hour(h.min_ns)))
             .or_default()
             .push(h.clone());
     }

@@ -47,9 +47,8 @@ pub fn recover(
         match convert(rec.signal, rec.payload, &ctx) {
             Ok(c) => {
                 for b in c.batches {
-                    let service = crate::store::batch_service(&b);
                     let n = b.num_rows() as u64;
-                    if store.covers(rec.signal, &service, gen) {
+                    if store.covers(rec.signal, &b, gen) {
                         out.rows_already_stored += n;
                         continue;
                     }

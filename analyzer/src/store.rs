@@ -157,9 +157,12 @@ pub struct Store {
     pub(crate) tables: [RwLock<TableState>; 3],
     /// The open generation (the log segment being written).
     gen: AtomicU64,
-    /// Per (table, service): the newest generation already in this node's
-    /// Parquet, so replay never adds a row twice.
-    covered: HashMap<(Signal, String), u64>,
+    /// Per (table, service, hour): the newest generation already in this
+    /// node's Parquet, so replay never adds a row twice. Per hour because a
+    /// generation's rows of one service are written as one file per hour
+    /// (`flush::groups`): a crash between two of those files leaves the
+    /// later hours of that generation to replay.
+    covered: HashMap<(Signal, String, i64), u64>,
     last_flush: RwLock<Instant>,
     read_only: bool,
     /// Incremental comparisons fed by every append.
@@ -273,7 +276,8 @@ impl Store {
             for g in &segs {
                 if g.node == store.cfg.node_id {
                     if let Some(svc) = &g.service {
-                        let c = store.covered.entry((s, svc.clone())).or_default();
+                        let hour = crate::flush::hour(g.min_ns);
+                        let c = store.covered.entry((s, svc.clone(), hour)).or_default();
                         *c = (*c).max(g.gen_hi);
                     }
                     newest_gen = newest_gen.max(g.gen_hi);
@@ -332,11 +336,13 @@ impl Store {
         self.gen.store(gen, Relaxed);
     }
 
-    /// Whether rows of `signal` and `service` from log generation `gen`
-    /// are already in this node's Parquet.
-    pub fn covers(&self, signal: Signal, service: &str, gen: u64) -> bool {
+    /// Whether batch `b` of `signal` from log generation `gen` is already in
+    /// this node's Parquet: its service's file of the hour of its oldest row
+    /// (where a flush puts it) holds generation `gen` or a newer one.
+    pub fn covers(&self, signal: Signal, b: &RecordBatch, gen: u64) -> bool {
+        let hour = crate::flush::hour(time_range(b).0);
         self.covered
-            .get(&(signal, service.to_string()))
+            .get(&(signal, batch_service(b), hour))
             .is_some_and(|&c| gen <= c)
     }
 
