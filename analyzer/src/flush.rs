@@ -45,10 +45,10 @@ pub(crate) fn write_group(
     remote: Option<&Remote>,
     table: Signal,
     gen: u64,
+    arrival_ms: i64,
     hots: &[Arc<Hot>],
 ) -> Result<Segment> {
     let service = hots.first().map_or("", |h| &h.service);
-    let arrival_ms = chrono::Utc::now().timestamp_millis();
     let min_ns = hots.iter().map(|h| h.min_ns).min().unwrap_or(0);
     let max_ns = hots.iter().map(|h| h.max_ns).max().unwrap_or(0);
     let key = segment::key(
@@ -126,7 +126,7 @@ pub(crate) fn put(
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().expect("segment paths have a directory");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::wal::log::create_dir_durable(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = path.with_extension("parquet.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;

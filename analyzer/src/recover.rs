@@ -2,11 +2,13 @@
 //! Parquet segments goes back into the store before the listeners open.
 //!
 //! Each record is converted again exactly as when it arrived (same bytes,
-//! same arrival time; roles from the rollouts watched now). A batch is
-//! added only if its table and service have no segment of its generation or
-//! a later one, so a crash between writing Parquet and deleting the log
-//! never doubles a row. The recovered rows are sealed as the newest logged
-//! generation and flushed by the flusher like any other.
+//! same arrival time, the limits configured now; roles from the rollouts
+//! watched now). A batch is added only if its table, service and hour have
+//! no segment of its generation or a later one, so a crash between writing
+//! Parquet and deleting the log never doubles a row. The recovered rows are
+//! sealed as the newest logged generation and flushed by the flusher like
+//! any other; the log from the oldest generation they came from stays until
+//! that flush is done (`Store::durable_through`).
 
 use crate::store::Store;
 use crate::wal::replay::{replay, Replayed};
@@ -38,6 +40,8 @@ pub fn recover(
     memory: &Arc<MemoryLimiter>,
 ) -> std::io::Result<Recovered> {
     let mut out = Recovered::default();
+    // The oldest log generation with a row replayed into memory.
+    let mut oldest: Option<u64> = None;
     let each = |gen: u64, rec: &crate::wal::frame::Record<'_>| {
         let ctx = Ctx {
             attributor,
@@ -55,6 +59,7 @@ pub fn recover(
                     let m = memory.force_reserve(b.get_array_memory_size());
                     store.append(rec.signal, b, m);
                     out.rows += n;
+                    oldest = Some(oldest.map_or(gen, |o| o.min(gen)));
                 }
             }
             Err(e) => {
@@ -72,7 +77,7 @@ pub fn recover(
     store.stats.wal_torn.store(out.log.torn, Relaxed);
     if let Some(last) = out.log.last_gen {
         if !store.is_read_only() {
-            store.seal_replayed(last);
+            store.seal_replayed(last, oldest);
         }
         store.set_generation(store.generation().max(last + 1));
     }

@@ -33,7 +33,8 @@ pub struct Segment {
     /// Write-ahead-log generations whose rows this file holds.
     pub gen_lo: u64,
     pub gen_hi: u64,
-    /// When the rows arrived (the flush), ms since the epoch.
+    /// When the rows arrived (their generation was sealed for the flush),
+    /// ms since the epoch; the same at every attempt of that flush.
     pub arrival_ms: i64,
     pub bytes: u64,
 }

@@ -30,7 +30,10 @@ use graylens_collector::Reservation;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -163,6 +166,16 @@ pub struct Store {
     /// (`flush::groups`): a crash between two of those files leaves the
     /// later hours of that generation to replay.
     covered: HashMap<(Signal, String, i64), u64>,
+    /// After a replay: the sealed generation holding the replayed rows and
+    /// the oldest log generation they came from. The log from there on
+    /// stays until that generation is in Parquet.
+    replayed: Mutex<Option<(u64, u64)>>,
+    /// When each sealed generation was sealed (ms): the arrival time in its
+    /// segments' keys, the same at every attempt of a flush, so a retry
+    /// after a write that did land (a rename whose directory fsync failed,
+    /// an object-store PUT that timed out) replaces that file instead of
+    /// adding a second copy of its rows.
+    sealed_ms: Mutex<HashMap<u64, i64>>,
     last_flush: RwLock<Instant>,
     read_only: bool,
     /// Incremental comparisons fed by every append.
@@ -256,6 +269,8 @@ impl Store {
             tables: Default::default(),
             gen: AtomicU64::new(1),
             covered: HashMap::new(),
+            replayed: Mutex::new(None),
+            sealed_ms: Mutex::new(HashMap::new()),
             last_flush: RwLock::new(Instant::now()),
             read_only,
             live: Default::default(),
@@ -453,6 +468,7 @@ impl Store {
     pub fn seal(&self, gen: u64) {
         let mut starts = self.gen_starts.lock().expect("lock");
         starts.insert(gen + 1, now_ms());
+        self.sealed_ms.lock().expect("lock").insert(gen, now_ms());
         *self.last_flush.write().expect("lock") = Instant::now();
         for s in Signal::ALL {
             let mut t = self.tables[idx(s)].write().expect("lock");
@@ -462,12 +478,17 @@ impl Store {
                 t.sealed.insert(gen, hot);
             }
         }
-        self.gen.store(gen + 1, Relaxed);
+        // Release: whoever reads the new generation sees the sealed rows
+        // (`durable_through`).
+        self.gen.store(gen + 1, Release);
     }
 
     /// [`Store::seal`] for rows replayed from the log: they arrived before
-    /// this process started, at times not kept.
-    pub(crate) fn seal_replayed(&self, gen: u64) {
+    /// this process started, at times not kept. `oldest` is the oldest log
+    /// generation they came from: all of them are sealed as `gen`, so the
+    /// log from `oldest` on stays until `gen` is in Parquet.
+    pub(crate) fn seal_replayed(&self, gen: u64, oldest: Option<u64>) {
+        *self.replayed.lock().expect("lock") = oldest.map(|o| (gen, o.min(gen)));
         self.seal(gen);
         self.gen_starts.lock().expect("lock").remove(&gen);
     }
@@ -494,10 +515,18 @@ impl Store {
     /// The newest generation whose every row is in Parquet (or was never
     /// written): the log up to it can go.
     pub fn durable_through(&self) -> u64 {
-        match self.sealed_generations().first() {
-            Some(&oldest) => oldest - 1,
-            None => self.generation() - 1,
-        }
+        // The open generation first: a seal between the two reads then shows
+        // as a sealed generation, never as a newer open one with nothing
+        // sealed (which would give away the log of the generation just sealed).
+        let open = self.gen.load(Acquire);
+        let Some(&oldest) = self.sealed_generations().first() else {
+            return open.saturating_sub(1);
+        };
+        let from = match *self.replayed.lock().expect("lock") {
+            Some((gen, from)) if gen == oldest => from,
+            _ => oldest,
+        };
+        from.saturating_sub(1)
     }
 
     /// Writes the sealed generation `gen` of every table to Parquet, file
@@ -508,6 +537,12 @@ impl Store {
         let start = Instant::now();
         let mut rows = 0;
         let mut first_err = None;
+        let arrival_ms = *self
+            .sealed_ms
+            .lock()
+            .expect("lock")
+            .entry(gen)
+            .or_insert_with(now_ms);
         for s in Signal::ALL {
             let batches = self.tables[idx(s)]
                 .read()
@@ -517,7 +552,8 @@ impl Store {
                 .cloned()
                 .unwrap_or_default();
             for group in crate::flush::groups(&batches) {
-                match crate::flush::write_group(&self.cfg, self.remote.as_deref(), s, gen, &group) {
+                let remote = self.remote.as_deref();
+                match crate::flush::write_group(&self.cfg, remote, s, gen, arrival_ms, &group) {
                     Ok(written) => {
                         let n: usize = group.iter().map(|h| h.batch.num_rows()).sum();
                         let freed: u64 = group.iter().map(|h| h.memory.bytes()).sum();
@@ -543,6 +579,9 @@ impl Store {
                     }
                 }
             }
+        }
+        if !self.sealed_generations().contains(&gen) {
+            self.sealed_ms.lock().expect("lock").remove(&gen);
         }
         let micros = start.elapsed().as_micros() as u64;
         self.stats.flushes.fetch_add(1, Relaxed);

@@ -280,3 +280,53 @@ async fn a_crash_between_the_hourly_files_of_a_generation_loses_no_row() {
         vec![vec![json!(5)]]
     );
 }
+
+#[tokio::test]
+async fn replayed_generations_keep_their_log_until_the_replay_is_in_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let memory = graylens_collector::MemoryLimiter::new(1 << 30);
+    let attributor = graylens_collector::attribution::Attributor::new(Default::default());
+    let limits = graylens_collector::LimitsConfig::default();
+    // Three generations left in the log (say the disk was full): replay
+    // seals all their rows as generation 3.
+    for gen in 1..=3 {
+        log_segment(&c.wal_dir(), gen, &[request(gen as usize, now(), "1.0")]);
+    }
+    {
+        let store = Store::open(c.clone()).unwrap();
+        let r = recover(&store, &attributor, &limits, &memory).unwrap();
+        assert_eq!(r.rows, 6);
+        assert_eq!(store.sealed_generations(), vec![3]);
+        // The flush of generation 3 failed (not attempted here); the flusher
+        // still cuts the log: nothing of generations 1–3 may go.
+        assert_eq!(store.durable_through(), 0);
+        store.truncate_log();
+        for gen in 1..=3 {
+            assert!(
+                graylens_analyzer::wal::log::path(&c.wal_dir(), gen).exists(),
+                "log segment {gen} deleted before its rows reached Parquet"
+            );
+        }
+    }
+    // The process dies; the next start still has every row.
+    let store = Store::open(c.clone()).unwrap();
+    let r = recover(&store, &attributor, &limits, &memory).unwrap();
+    assert_eq!((r.rows, r.rows_already_stored), (6, 0));
+    store.flush_generation(3).unwrap();
+    assert_eq!(store.durable_through(), store.generation() - 1);
+    store.truncate_log();
+    assert!(!graylens_analyzer::wal::log::path(&c.wal_dir(), 1).exists());
+    let store = Store::open(c.clone()).unwrap();
+    let r = recover(&store, &attributor, &limits, &memory).unwrap();
+    assert_eq!(r.rows, 0);
+    let tables = Tables::new(store.clone()).unwrap();
+    assert_eq!(
+        tables
+            .query("SELECT count(*) FROM spans")
+            .await
+            .unwrap()
+            .rows,
+        vec![vec![json!(6)]]
+    );
+}
