@@ -35,6 +35,40 @@ pub const TARGET_BYTES: u64 = 64 << 20;
 /// Fewest segments of one table, service and hour worth merging.
 pub const MIN_INPUTS: usize = 4;
 
+/// One merge's inputs among the visible segments of one directory of this
+/// node, when it has `MIN_INPUTS` or more under `TARGET_BYTES`: the oldest
+/// run of two or more such segments that are next to each other in log
+/// generations, within the target size. A merge claims every generation
+/// from its first input's to its last's (`segment::supersedes`), so a run
+/// never steps over a segment it leaves out: readers would stop seeing that
+/// segment, and after `GRACE` it would be deleted.
+fn pick(mut dir: Vec<Segment>) -> Option<Vec<Segment>> {
+    let small = |g: &Segment| g.bytes < TARGET_BYTES;
+    if dir.iter().filter(|g| small(g)).count() < MIN_INPUTS {
+        return None;
+    }
+    dir.sort_by_key(|g| (g.gen_lo, g.gen_hi));
+    let mut take: Vec<Segment> = Vec::new();
+    let mut bytes = 0;
+    for g in dir {
+        let fits = bytes + g.bytes <= TARGET_BYTES || take.len() < 2;
+        if small(&g) && fits {
+            bytes += g.bytes;
+            take.push(g);
+        } else if take.len() >= 2 {
+            break;
+        } else {
+            take.clear();
+            bytes = 0;
+            if small(&g) {
+                bytes = g.bytes;
+                take.push(g);
+            }
+        }
+    }
+    (take.len() >= 2).then_some(take)
+}
+
 /// Superseded segments of this node and since when they are known to be.
 #[derive(Debug, Default)]
 pub(crate) struct Doomed(HashMap<String, Instant>);
@@ -67,8 +101,8 @@ impl Store {
         Ok(merged)
     }
 
-    /// Groups of this node's visible small segments, one per table, service
-    /// and hour directory, oldest generations first, within the target size.
+    /// The inputs of this pass's merges: at most one per table, service and
+    /// hour directory of this node's visible segments (see [`pick`]).
     fn merge_candidates(&self, s: Signal) -> Vec<Vec<Segment>> {
         let me = &self.config().node_id;
         let visible = segment::visible(
@@ -79,31 +113,12 @@ impl Store {
         );
         let mut by_dir: BTreeMap<String, Vec<Segment>> = BTreeMap::new();
         for g in visible {
-            if &g.node == me && g.service.is_some() && g.bytes < TARGET_BYTES {
+            if &g.node == me && g.service.is_some() {
                 let dir = g.key.rsplit_once('/').map_or("", |(d, _)| d).to_string();
                 by_dir.entry(dir).or_default().push(g);
             }
         }
-        let mut out = Vec::new();
-        for (_, mut group) in by_dir {
-            if group.len() < MIN_INPUTS {
-                continue;
-            }
-            group.sort_by_key(|g| g.gen_lo);
-            let mut take = Vec::new();
-            let mut bytes = 0;
-            for g in group {
-                if take.len() >= 2 && bytes + g.bytes > TARGET_BYTES {
-                    break;
-                }
-                bytes += g.bytes;
-                take.push(g);
-            }
-            if take.len() >= 2 {
-                out.push(take);
-            }
-        }
-        out
+        by_dir.into_values().filter_map(pick).collect()
     }
 
     /// Writes one segment holding every row of `inputs`. `false` when an
@@ -233,5 +248,69 @@ impl Store {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(gen: u64, mib: u64) -> Segment {
+        Segment {
+            key: format!("spans/checkout/2026-12-07/04/{gen}.parquet"),
+            table: Signal::Traces,
+            service: Some("checkout".into()),
+            min_ns: 0,
+            max_ns: 1,
+            node: "n1".into(),
+            gen_lo: gen,
+            gen_hi: gen,
+            arrival_ms: gen as i64,
+            bytes: mib << 20,
+        }
+    }
+
+    fn gens(p: Option<Vec<Segment>>) -> Vec<u64> {
+        p.unwrap_or_default().iter().map(|g| g.gen_lo).collect()
+    }
+
+    #[test]
+    fn a_merge_never_spans_a_segment_it_leaves_out() {
+        // Generation 4 is one large flush: merging 1, 2, 3 and 5 would claim
+        // generations 1–5 and hide it.
+        let dir = vec![seg(5, 1), seg(4, 64), seg(1, 1), seg(2, 1), seg(3, 1)];
+        assert_eq!(gens(pick(dir)), vec![1, 2, 3]);
+        let dir = vec![seg(1, 1), seg(2, 64), seg(3, 1), seg(4, 1), seg(5, 1)];
+        assert_eq!(gens(pick(dir)), vec![3, 4, 5]);
+        // No run of two small neighbours.
+        let dir = vec![
+            seg(1, 1),
+            seg(2, 64),
+            seg(3, 1),
+            seg(4, 64),
+            seg(5, 1),
+            seg(6, 1),
+        ];
+        assert_eq!(gens(pick(dir)), vec![5, 6]);
+        let dir = vec![
+            seg(1, 1),
+            seg(2, 64),
+            seg(3, 1),
+            seg(4, 64),
+            seg(5, 1),
+            seg(6, 64),
+            seg(7, 1),
+        ];
+        assert_eq!(gens(pick(dir)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_merge_stops_near_the_target_size_and_needs_enough_small_segments() {
+        let dir = vec![seg(1, 30), seg(2, 30), seg(3, 30), seg(4, 1)];
+        assert_eq!(gens(pick(dir)), vec![1, 2]);
+        let dir = vec![seg(1, 1), seg(2, 1), seg(3, 1)];
+        assert_eq!(gens(pick(dir)), Vec::<u64>::new());
+        let dir = vec![seg(1, 1), seg(2, 1), seg(3, 1), seg(4, 1)];
+        assert_eq!(gens(pick(dir)), vec![1, 2, 3, 4]);
     }
 }
