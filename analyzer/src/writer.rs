@@ -192,6 +192,9 @@ impl Loop {
                 for c in group {
                     c.finish(Err(why.clone()));
                 }
+                if self.log.is_broken() {
+                    self.seal();
+                }
             }
         }
     }
