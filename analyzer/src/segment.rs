@@ -99,11 +99,25 @@ fn plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
 }
 
-/// `service=` plus the percent-encoded name (every byte but `[A-Za-z0-9.-]`).
+/// Longest encoded part of a service name in one path component: file
+/// systems refuse names over 255 bytes.
+const SERVICE_PART: usize = 200;
+
+/// `service=` plus the percent-encoded name (every byte but `[A-Za-z0-9.-]`);
+/// an encoded name longer than `SERVICE_PART` bytes goes on in
+/// `/service+=…` components, so any accepted name (up to 256 bytes, 768
+/// encoded) makes a directory a file system takes.
 pub fn service_dir(service: &str) -> String {
     let mut out = String::with_capacity(8 + service.len());
     out.push_str("service=");
+    let mut part = 0;
     for &b in service.as_bytes() {
+        let width = if plain(b) { 1 } else { 3 };
+        if part + width > SERVICE_PART {
+            out.push_str("/service+=");
+            part = 0;
+        }
+        part += width;
         if plain(b) {
             out.push(b as char);
         } else {
@@ -113,8 +127,14 @@ pub fn service_dir(service: &str) -> String {
     out
 }
 
-fn decode_service(dir: &str) -> Option<String> {
-    let enc = dir.strip_prefix("service=")?;
+/// The service of the directory components `parts` (`service=…`, then any
+/// `service+=…`).
+fn decode_service(parts: &[&str]) -> Option<String> {
+    let (first, rest) = parts.split_first()?;
+    let mut enc = first.strip_prefix("service=")?.to_string();
+    for p in rest {
+        enc.push_str(p.strip_prefix("service+=")?);
+    }
     let bytes = enc.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -192,10 +212,10 @@ pub fn parse(key: &str, bytes: u64, mtime_ms: i64) -> Option<Segment> {
             max_ns: max.parse().ok()?,
             ..base
         }),
-        (5, [min, max, node, gens, arrival]) => {
+        (n, [min, max, node, gens, arrival]) if n >= 5 => {
             let (lo, hi) = gens.split_once('-')?;
             Some(Segment {
-                service: Some(decode_service(parts[1])?),
+                service: Some(decode_service(&parts[1..n - 3])?),
                 min_ns: min.parse().ok()?,
                 max_ns: max.parse().ok()?,
                 node: node.to_string(),
@@ -228,6 +248,7 @@ mod tests {
             );
             assert!(k.starts_with("spans/service="), "{k}");
             assert_eq!(k.matches('/').count(), 4, "{k}");
+            assert!(k.split('/').all(|c| c.len() <= 255), "{k}");
             let s = parse(&k, 10, 0).unwrap();
             assert_eq!(s.service.as_deref(), Some(svc));
             assert_eq!((s.gen_lo, s.gen_hi), (3, 7));
@@ -235,6 +256,32 @@ mod tests {
             assert_eq!(s.arrival_ms, 1_700_000_002_000);
             assert_eq!(s.table, Signal::Traces);
         }
+    }
+
+    #[test]
+    fn a_long_service_name_is_split_into_directory_names_a_file_system_takes() {
+        // 256 bytes (the longest accepted name), most of them encoded as %XX.
+        for svc in [
+            "_".repeat(256),
+            "é".repeat(128),
+            format!("{}{}", "a".repeat(199), "_".repeat(57)),
+        ] {
+            let k = key(Signal::Logs, &svc, 0, 1, "node-a", 1, 1, 2);
+            let parts: Vec<&str> = k.split('/').collect();
+            assert!(parts.iter().all(|c| c.len() <= 255), "{k}");
+            assert!(parts.len() > 5, "{k}");
+            assert!(parts[2].starts_with("service+="), "{k}");
+            assert_eq!(
+                parse(&k, 1, 0).unwrap().service.as_deref(),
+                Some(svc.as_str())
+            );
+        }
+        assert!(parse(
+            "logs/service=a/other=b/1970-01-01/00/0_1_n_1-1_2.parquet",
+            1,
+            0
+        )
+        .is_none());
     }
 
     #[test]

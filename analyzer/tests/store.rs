@@ -330,3 +330,35 @@ async fn replayed_generations_keep_their_log_until_the_replay_is_in_parquet() {
         vec![vec![json!(6)]]
     );
 }
+
+#[tokio::test]
+async fn the_longest_accepted_service_name_is_flushed_compacted_and_read_back() {
+    // 256 bytes that are all percent-encoded in a directory name (768
+    // bytes): one such request used to stop every flush (ENAMETOOLONG).
+    let service = "_".repeat(256);
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let store = Store::open(c.clone()).unwrap();
+    for i in 0..4 {
+        let mut r = request(3, now() + i, "1.0");
+        r.resource_spans[0].resource.as_mut().unwrap().attributes[0] = kv("service.name", &service);
+        for b in convert_request(&r).unwrap().batches {
+            store.append(Signal::Traces, b, Reservation::none());
+        }
+        assert_eq!(store.flush_now().unwrap(), 3);
+    }
+    assert_eq!(
+        store.compact_with_grace(std::time::Duration::ZERO).unwrap(),
+        4
+    );
+    let sql = format!("SELECT count(*) FROM spans WHERE service_name = '{service}'");
+    let count = |store: &std::sync::Arc<Store>| {
+        let tables = Tables::new(store.clone()).unwrap();
+        let sql = sql.clone();
+        async move { tables.query(&sql).await.unwrap().rows }
+    };
+    assert_eq!(count(&store).await, vec![vec![json!(12)]]);
+    drop(store);
+    let store = Store::open(c).unwrap();
+    assert_eq!(count(&store).await, vec![vec![json!(12)]]);
+}
