@@ -204,7 +204,7 @@ impl Store {
                     .chain(theirs)
                     .collect();
             }
-        })?;
+        });
         *self.cluster.write().expect("lock") = ClusterView { listed_ms, marks };
         Ok(())
     }

@@ -38,6 +38,9 @@ struct State {
     from_seq: [u64; 3],
     /// Batches of the service added since the initial view.
     fed: u64,
+    /// A new segment of another node could not be read into it: it misses
+    /// rows, and its user must start it again (`Subscription::is_stale`).
+    stale: bool,
 }
 
 /// The running comparisons, fed by the store's appends.
@@ -123,6 +126,7 @@ impl Subscription {
                 acc: Accumulator::with_facets(&sel, facets.clone()),
                 from_seq,
                 fed: 0,
+                stale: false,
             }));
             subs.push(Arc::downgrade(&state));
             state
@@ -164,6 +168,13 @@ impl Subscription {
     pub fn requests(&self) -> (u64, u64) {
         lock(&self.state).acc.requests()
     }
+
+    /// Whether a segment another node wrote could not be read into this
+    /// comparison (a failed read from the object store): it misses those
+    /// rows for good, so start a new one.
+    pub fn is_stale(&self) -> bool {
+        lock(&self.state).stale
+    }
 }
 
 /// Adds segments other nodes wrote, found by a listing: `update` puts them
@@ -175,7 +186,7 @@ pub(crate) fn add_listed(
     store: &Store,
     r: &Arc<Remote>,
     update: impl FnOnce(&mut Vec<(Signal, Segment)>),
-) -> Result<()> {
+) {
     let mut fresh = Vec::new();
     let work: Vec<_> = {
         let mut subs = lock(&store.live.subs);
@@ -207,20 +218,29 @@ pub(crate) fn add_listed(
     let fed = !work.is_empty();
     for (st, sel, facets, work) in work {
         let partials = store.partials.clone();
-        let (acc, files) =
-            r.block_on(async move { scan_items(work, &sel, facets, &partials).await })?;
-        store
-            .stats
-            .segments_read
-            .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
-        let mut st = lock(&st);
-        st.acc.merge(&acc);
-        st.fed += 1;
+        let service = sel.service.clone();
+        match r.block_on(async move { scan_items(work, &sel, facets, &partials).await }) {
+            Ok((acc, files)) => {
+                store
+                    .stats
+                    .segments_read
+                    .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+                let mut st = lock(&st);
+                st.acc.merge(&acc);
+                st.fed += 1;
+            }
+            // The listing already counts the segment as known: this
+            // comparison would never get it, so it starts over instead.
+            Err(e) => {
+                tracing::warn!(%service, error = %e,
+                    "a running comparison could not read another node's new segment; it starts again at its next look");
+                lock(&st).stale = true;
+            }
+        }
     }
     if fed {
         store.live.arrived.notify_one();
     }
-    Ok(())
 }
 
 impl Store {

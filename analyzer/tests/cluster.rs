@@ -187,3 +187,50 @@ async fn while_traffic_moves_the_verdict_waits_for_the_old_node() {
     assert_eq!(covered.verdict.decision, graylens_analyzer::Decision::Fail);
     assert_eq!(live.requests(), (1800, 1800));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_comparison_that_could_not_read_a_new_segment_asks_to_start_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Arc::new(Remote::in_memory().unwrap());
+    let a = node(dir.path(), "node-a", &remote);
+    let b = node(dir.path(), "node-b", &remote);
+    let sub = Subscription::start(&b, checkout(), default_attributes().into())
+        .await
+        .unwrap();
+    append(&a, &request(1, 400, "1.0", 1.0, 100));
+    append(&a, &request(101, 400, "1.1", 1.3, 12));
+    flush(&a).await;
+    // Beside A's segment, one B cannot read (as a failed GET would be).
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let bad = graylens_analyzer::segment::key(
+        graylens_collector::Signal::Traces,
+        "checkout",
+        now_ns,
+        now_ns + 1,
+        "node-a",
+        90,
+        90,
+        now_ns / 1_000_000,
+    );
+    let (r, k) = (remote.clone(), bad.clone());
+    tokio::task::spawn_blocking(move || r.put(&k, b"not parquet".to_vec()))
+        .await
+        .unwrap()
+        .unwrap();
+    sync(&b).await;
+    assert!(
+        sub.is_stale(),
+        "the listing counts both segments as known: without a restart the comparison misses A's rows"
+    );
+    let (r, k) = (remote.clone(), bad);
+    tokio::task::spawn_blocking(move || r.delete(&k))
+        .await
+        .unwrap()
+        .unwrap();
+    sync(&b).await;
+    let again = Subscription::start(&b, checkout(), default_attributes().into())
+        .await
+        .unwrap();
+    assert!(!again.is_stale());
+    assert_eq!(again.requests(), (400, 400));
+}

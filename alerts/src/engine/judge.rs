@@ -67,7 +67,11 @@ impl Alerts {
         let sub = {
             let mut subs = self.inner.subs.lock().await;
             match subs.get(id) {
-                Some(s) if s.selector() == sel && *s.facets() == *policy.explain_attributes => {
+                Some(s)
+                    if s.selector() == sel
+                        && *s.facets() == *policy.explain_attributes
+                        && !s.is_stale() =>
+                {
                     s.clone()
                 }
                 _ => {
