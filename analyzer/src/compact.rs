@@ -86,17 +86,23 @@ impl Store {
         }
         self.delete_replaced(grace);
         let mut merged = 0;
+        let mut first_err = None;
         for s in Signal::ALL {
             for inputs in self.merge_candidates(s) {
                 match self.merge(s, &inputs) {
                     Ok(true) => merged += inputs.len(),
                     Ok(false) => {}
+                    // Other directories go on: one unreadable segment must
+                    // not stop every merge.
                     Err(e) => {
                         tracing::warn!(table = s.table(), error = %e, "compaction: merge failed; the segments stay as they are");
-                        return Err(e);
+                        first_err.get_or_insert(e);
                     }
                 }
             }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         Ok(merged)
     }

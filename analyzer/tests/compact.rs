@@ -280,3 +280,58 @@ async fn sql_opens_only_the_segments_of_the_service_and_window() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_segment_stops_only_its_own_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local(dir.path());
+    let as_cart = |mut r: ExportTraceServiceRequest| {
+        for rs in &mut r.resource_spans {
+            let res = rs.resource.as_mut().unwrap();
+            res.attributes.retain(|a| a.key != "service.name");
+            res.attributes.push(kv("service.name", "cart"));
+        }
+        r
+    };
+    for seed in 0..4 {
+        append(&store, &request(seed, 100, "1.0", 1.0, 50));
+        append(&store, &as_cart(request(seed + 10, 100, "1.0", 1.0, 50)));
+        store.flush_now().unwrap();
+    }
+    let (cart, checkout) = (
+        dir.path().join("spans/service=cart"),
+        dir.path().join("spans/service=checkout"),
+    );
+    assert_eq!((parquet_files(&cart), parquet_files(&checkout)), (4, 4));
+    // One of cart's files is damaged; cart's directory comes first.
+    fn first_file(d: &std::path::Path) -> std::path::PathBuf {
+        let p = std::fs::read_dir(d)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        if p.is_dir() {
+            first_file(&p)
+        } else {
+            p
+        }
+    }
+    std::fs::write(first_file(&cart), b"not parquet").unwrap();
+    let s = store.clone();
+    assert!(blocking(move || s.compact_with_grace(Duration::ZERO))
+        .await
+        .is_err());
+    assert_eq!(
+        (parquet_files(&cart), parquet_files(&checkout)),
+        (4, 5),
+        "checkout's four files merged into one beside them"
+    );
+    let tables = Tables::new(store.clone()).unwrap();
+    let n = tables
+        .query("SELECT count(*) FROM spans WHERE service_name = 'checkout'")
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(n, vec![vec![serde_json::json!(400)]]);
+}
