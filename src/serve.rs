@@ -69,9 +69,13 @@ impl Runtimes {
         }
     }
 
-    /// Runs `main` on the ingest runtime, then stops the query runtime.
+    /// Runs `main` on the ingest runtime, then stops the runtimes, waiting
+    /// at most 2 s for each: dropping a runtime would wait for its blocking
+    /// tasks without end (a final flush to an object store that does not
+    /// answer), past the grace period `main` already gave them.
     pub fn run<T>(self, main: impl std::future::Future<Output = T>) -> T {
         let out = self.ingest.block_on(main);
+        self.ingest.shutdown_timeout(Duration::from_secs(2));
         self.query.shutdown_timeout(Duration::from_secs(2));
         self.judge.shutdown_timeout(Duration::from_secs(2));
         out
