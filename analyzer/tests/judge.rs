@@ -330,3 +330,61 @@ fn the_example_policy_file_loads() {
     let p = Policy::from_toml(&text).unwrap();
     assert_eq!(p.metrics.len(), 4);
 }
+
+#[test]
+fn error_logs_outnumbering_requests_never_pass_a_regression() {
+    // Three error logs per request on the baseline, four on the canary:
+    // the canary's own-rate bound, meant for errors (a share of requests),
+    // wrapped around below zero and passed it.
+    let policy = Policy::from_toml(
+        r#"
+        [[metrics]]
+        name = "log_errors"
+        kind = "log_error_rate"
+        tolerance_absolute = 0.5
+        "#,
+    )
+    .unwrap();
+    let mut g = Gen(9);
+    for (b, c) in [(3, 4), (3, 30)] {
+        let mut obs = Observations {
+            baseline: g.side(1000, 20.0, 0.01),
+            canary: g.side(1000, 20.0, 0.01),
+        };
+        obs.baseline.log_errors = 1000 * b;
+        obs.canary.log_errors = 1000 * c;
+        let verdict = assemble(&selector(), &policy, &obs);
+        let m = metric(&verdict, "log_errors");
+        assert_eq!(m.classification, Classification::Fail, "{b} vs {c}: {m:?}");
+        assert_eq!(verdict.verdict.decision, Decision::Fail);
+    }
+}
+
+#[test]
+fn a_policy_without_critical_metrics_does_not_pass_on_no_data() {
+    let policy = Policy::from_toml(
+        r#"
+        [[metrics]]
+        name = "errors"
+        kind = "error_rate"
+        critical = false
+        "#,
+    )
+    .unwrap();
+    let c = assemble(&selector(), &policy, &Observations::default());
+    assert_eq!(
+        c.verdict.decision,
+        Decision::Inconclusive,
+        "{:?}",
+        c.verdict
+    );
+    assert!(!c.verdict.reasons.is_empty());
+    // With data that settles it, it passes.
+    let mut g = Gen(5);
+    let obs = Observations {
+        baseline: g.side(40_000, 20.0, 0.01),
+        canary: g.side(40_000, 20.0, 0.01),
+    };
+    let c = assemble(&selector(), &policy, &obs);
+    assert_eq!(c.verdict.decision, Decision::Pass, "{:?}", c.verdict);
+}

@@ -134,12 +134,18 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
     let half = policy.alpha / 2.0;
     let (rlo, rhi) = rate_ratio_confidence_sequence_mixture(ec, eb, rho, &mix, half)
         .unwrap_or((0.0, f64::INFINITY));
-    let (_, odds_hi) = rate_ratio_confidence_sequence_mixture(ec, nc - ec, 0.5, &mix, half)
-        .unwrap_or((0.0, f64::INFINITY));
-    let canary_hi = if odds_hi.is_finite() {
-        odds_hi / (1.0 + odds_hi)
+    // Only errors are some of the requests: error logs and counter
+    // increments can outnumber them, and then bound nothing here.
+    let canary_hi = if rule.kind == MetricKind::ErrorRate && ec <= nc {
+        let (_, odds_hi) = rate_ratio_confidence_sequence_mixture(ec, nc - ec, 0.5, &mix, half)
+            .unwrap_or((0.0, f64::INFINITY));
+        if odds_hi.is_finite() {
+            odds_hi / (1.0 + odds_hi)
+        } else {
+            1.0
+        }
     } else {
-        1.0
+        f64::INFINITY
     };
     let times_base = |r: f64| {
         if base > 0.0 {

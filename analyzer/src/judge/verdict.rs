@@ -4,10 +4,11 @@
 //!   below `fail_below`.
 //! * `inconclusive`: the request split does not match the configured canary
 //!   weight (sample-ratio mismatch: the data cannot be trusted), or some
-//!   metric is inconclusive or has no data. Too little data is never pass
-//!   and never fail.
-//! * `pass`: every metric passes, or only non-critical metrics fail and the
-//!   score stays at or above `fail_below`.
+//!   critical metric is inconclusive or has no data, or no metric passes.
+//!   Too little data is never pass and never fail.
+//! * `pass`: every critical metric passes, at least one metric passes, and
+//!   any failing metric is non-critical with the score at or above
+//!   `fail_below`; unsettled non-critical metrics are listed.
 //!
 //! Score: 100 × weighted share of passing metrics.
 
@@ -110,15 +111,19 @@ pub(super) fn decide(
             super::sig(s.p_value)
         ));
         Decision::Inconclusive
-    } else if metrics.iter().any(|m| {
-        m.critical
-            && matches!(
-                m.classification,
-                Classification::Nodata | Classification::Inconclusive
-            )
-    }) {
-        // A pass is earned by every critical metric; non-critical ones
-        // still unsettled are listed after them.
+    } else if of(Classification::Pass).next().is_none()
+        || metrics.iter().any(|m| {
+            m.critical
+                && matches!(
+                    m.classification,
+                    Classification::Nodata | Classification::Inconclusive
+                )
+        })
+    {
+        // A pass is earned by every critical metric, and by at least one
+        // metric (a policy without critical metrics and without data is
+        // not a pass); non-critical ones still unsettled are listed after
+        // them.
         let unsettled = |m: &&MetricResult| {
             matches!(
                 m.classification,
