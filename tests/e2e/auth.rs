@@ -233,6 +233,23 @@ fn every_endpoint_answers_each_credential_with_the_exact_status() {
         "{callers:?}"
     );
 
+    // Prometheus's query as its Go client sends it first (Argo Rollouts'
+    // provider): a form POST, which a read token may make.
+    let form = |token: Option<&str>| {
+        let mut r = reqwest::blocking::Client::new()
+            .post(api("/api/v1/query"))
+            .form(&[("query", "vector(1)"), ("time", "1700000000")]);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap()
+    };
+    assert_eq!(form(None).status().as_u16(), 401);
+    let r = form(Some(READ));
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+
     // Open: health and the UI's pages.
     assert_eq!(call("GET", &api("/api/v1/health"), None, None).0, 200);
     assert_eq!(call("GET", &api("/"), None, None).0, 200);

@@ -3,7 +3,8 @@
 //!
 //! - open: `GET /api/v1/health` and the UI's pages and assets (they hold no
 //!   data; the data comes from the API, which asks for a token);
-//! - `read`: every other `GET` under `/api/`, `GET /metrics`, `POST /api/v1/sql`;
+//! - `read`: every other `GET` under `/api/`, `GET /metrics`, `POST /api/v1/sql`
+//!   and `POST /api/v1/query` (Prometheus's form-encoded query);
 //! - `write`: everything else under `/api/` (`POST`/`DELETE` rollouts);
 //! - Flagger hooks check in their handler, because Flagger cannot set
 //!   headers on webhooks: a bearer header or `metadata.token` in the body.
@@ -28,7 +29,7 @@ pub(crate) fn scope_of(method: &Method, path: &str) -> Option<Scope> {
     match *method {
         _ if !api => None,
         Method::GET | Method::HEAD => Some(Scope::Read),
-        Method::POST if path == "/api/v1/sql" => Some(Scope::Read),
+        Method::POST if path == "/api/v1/sql" || path == "/api/v1/query" => Some(Scope::Read),
         _ => Some(Scope::Write),
     }
 }
@@ -90,6 +91,7 @@ mod tests {
             (Method::GET, "/api/v1/rollouts/x", Some(Scope::Read)),
             (Method::GET, "/metrics", Some(Scope::Read)),
             (Method::POST, "/api/v1/sql", Some(Scope::Read)),
+            (Method::POST, "/api/v1/query", Some(Scope::Read)),
             (Method::POST, "/api/v1/rollouts", Some(Scope::Write)),
             (Method::DELETE, "/api/v1/rollouts/x", Some(Scope::Write)),
             (Method::POST, "/api/v1/flagger/rollback", None),

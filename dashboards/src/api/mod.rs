@@ -58,7 +58,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/candidates", get(rollouts::candidates))
         .route("/api/v1/flagger/{hook}", post(flagger::hook))
-        .route("/api/v1/query", get(prom::query))
+        .route("/api/v1/query", get(prom::query).post(prom::query_form))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(

@@ -17,7 +17,7 @@
 //! Errors use Prometheus's `{"status":"error","errorType":"bad_data",...}`.
 
 use super::{on_query_runtime, ApiState};
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -217,6 +217,23 @@ pub(crate) async fn query(
     let Ok(Query(p)) = params else {
         return bad_data("malformed query string".into());
     };
+    answer(st, p).await
+}
+
+/// The same query as a form body: Prometheus accepts both, and its Go
+/// client (Argo Rollouts' provider) POSTs first, falling back to GET only
+/// on 405.
+pub(crate) async fn query_form(
+    State(st): State<ApiState>,
+    params: Result<Form<Params>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(p)) = params else {
+        return bad_data("malformed form body (application/x-www-form-urlencoded expected)".into());
+    };
+    answer(st, p).await
+}
+
+async fn answer(st: ApiState, p: Params) -> Response {
     let Some(q) = p.query.filter(|q| !q.trim().is_empty()) else {
         return bad_data("`query` is required".into());
     };
