@@ -80,7 +80,25 @@ impl AllowedTargets {
                 )
             });
         };
-        let host = host_of(url)?;
+        // The host the client will connect to, as it parses the URL: a
+        // user-information part ("http://10.0.0.7:x@evil.example/") or any
+        // other reading that differs from the prefix's host is refused.
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return Some(format!("target {url} is not a valid URL: {e}")),
+        };
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Some(format!(
+                "target {url} carries user information (…@): refused, it would make the host of its prefix a user name"
+            ));
+        }
+        let host = parsed.host_str()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host_of(prefix).is_some_and(|h| !h.eq_ignore_ascii_case(host)) {
+            return Some(format!(
+                "target {url} connects to {host}, not to the host of its prefix {prefix}"
+            ));
+        }
         let ip: IpAddr = host.parse().ok()?;
         let named = host_of(prefix).and_then(|h| h.parse::<IpAddr>().ok()) == Some(ip);
         (sensitive(ip) && !named).then(|| {
@@ -164,6 +182,20 @@ mod tests {
         let any_port = AllowedTargets(vec!["http://127.0.0.1:".into()]);
         assert!(any_port.problems().is_empty());
         assert_eq!(any_port.refuse("http://127.0.0.1:4567/hook"), None);
+        // The prefix's host cannot be turned into a user name.
+        let lan = AllowedTargets(vec!["http://10.0.0.7:".into()]);
+        assert_eq!(lan.refuse("http://10.0.0.7:8080/hook"), None);
+        for url in [
+            "http://10.0.0.7:x@attacker.example/h",
+            "http://10.0.0.7:80@169.254.169.254/latest",
+        ] {
+            let why = lan.refuse(url).unwrap_or_default();
+            assert!(why.contains("user information"), "{url}: {why}");
+        }
+        assert!(lan
+            .refuse("http://10.0.0.7:99999/h")
+            .unwrap()
+            .contains("not a valid URL"));
         assert!(c.refuse("http://169.254.169.254/latest").is_some());
         assert!(AllowedTargets::default()
             .refuse("http://x/")
