@@ -12,7 +12,7 @@ use crate::engine::Alerts;
 use crate::rollout::{Attempt, Delivery, DeliveryStatus};
 use crate::spec::ActionSpec;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(alerts: Alerts, stop: CancellationToken) {
     let mut in_flight: HashSet<String> = HashSet::new();
+    // Which delivery each task sends, so a task that panicked frees its target.
+    let mut sending: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut tasks: JoinSet<(String, String, Outcome)> = JoinSet::new();
     let retry = alerts.inner.cfg.retry;
     loop {
@@ -30,25 +32,34 @@ pub(crate) async fn run(alerts: Alerts, stop: CancellationToken) {
         let (due, next) = due(&alerts, now, &in_flight);
         for (rollout, d, target, trusted) in due {
             in_flight.insert(d.id.clone());
+            let id = d.id.clone();
             let attempts = d.attempts.len() as u32 + 1;
             // API-registered rollouts connect only where allowed_targets says.
             let guard = (!trusted).then(|| alerts.inner.cfg.allowed_targets.clone());
-            tasks.spawn(async move {
+            let task = tasks.spawn(async move {
                 let out = attempt(&d, &target, attempts, &retry, guard.as_ref()).await;
                 (rollout, d.id, out)
             });
+            sending.insert(task.id(), id);
         }
         let sleep = next
             .map(|t| (t - now).to_std().unwrap_or_default())
             .unwrap_or(POLL)
             .min(POLL);
         tokio::select! {
-            Some(done) = tasks.join_next() => match done {
-                Ok((rollout, id, out)) => {
+            Some(done) = tasks.join_next_with_id() => match done {
+                Ok((task, (rollout, id, out))) => {
+                    sending.remove(&task);
                     settle(&alerts, &rollout, &id, out, Utc::now());
                     in_flight.remove(&id);
                 }
-                Err(e) => tracing::error!(error = %e, "delivery task failed"),
+                Err(e) => {
+                    // The delivery stays pending and is tried again.
+                    tracing::error!(error = %e, "delivery task failed");
+                    if let Some(id) = sending.remove(&e.id()) {
+                        in_flight.remove(&id);
+                    }
+                }
             },
             _ = alerts.inner.wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -66,7 +77,7 @@ type Due = (String, Delivery, ActionSpec, bool);
 
 /// The deliveries to attempt now (the oldest pending one of each target),
 /// and when the next one falls due.
-fn due(
+pub(crate) fn due(
     alerts: &Alerts,
     now: DateTime<Utc>,
     in_flight: &HashSet<String>,
@@ -78,13 +89,21 @@ fn due(
         if !alerts.may_send(&r.id) {
             continue;
         }
-        let mut seen_targets = HashSet::new();
+        // A target with a request on the wire gets no other one: a rollback
+        // cancels the pending promote it supersedes, but one already being
+        // sent must be answered before the rollback goes.
+        let mut seen_targets: HashSet<usize> = r
+            .deliveries
+            .iter()
+            .filter(|d| in_flight.contains(&d.id))
+            .map(|d| d.target)
+            .collect();
         for d in r
             .deliveries
             .iter()
             .filter(|d| d.status == DeliveryStatus::Pending)
         {
-            if !seen_targets.insert(d.target) || in_flight.contains(&d.id) {
+            if !seen_targets.insert(d.target) {
                 continue;
             }
             let Some(target) = r.spec.actions.get(d.target) else {

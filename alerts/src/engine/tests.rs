@@ -98,6 +98,37 @@ fn a_rollback_cancels_pending_pauses() {
     assert!(r.deliveries[0].attempts[0].outcome.contains("superseded"));
 }
 
+#[test]
+fn a_rollback_waits_for_the_answer_to_a_request_already_sent_to_its_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), &[spec(&["http://127.0.0.1:1/a"])]);
+    let now = Utc::now();
+    let pause_id = {
+        let mut map = a.lock();
+        let r = map.get_mut("config-shop").unwrap();
+        let pause = deliveries(r, ActionKind::Pause, "inconclusive", &[], Value::Null, now);
+        r.deliveries.extend(pause);
+        r.deliveries[0].id.clone()
+    };
+    let none = std::collections::HashSet::new();
+    let (due, _) = crate::deliver::due(&a, now, &none);
+    assert_eq!(due.len(), 1);
+    // The pause is on the wire when the verdict turns to fail.
+    let sending = std::collections::HashSet::from([pause_id]);
+    {
+        let mut map = a.lock();
+        let r = map.get_mut("config-shop").unwrap();
+        supersede(r, now);
+        let rollback = deliveries(r, ActionKind::Rollback, "fail", &[], Value::Null, now);
+        r.deliveries.extend(rollback);
+    }
+    let (due, _) = crate::deliver::due(&a, now, &sending);
+    assert!(due.is_empty(), "the rollback overtook the pause being sent");
+    let (due, _) = crate::deliver::due(&a, now, &none);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].1.action, ActionKind::Rollback);
+}
+
 fn eval(decision: Decision, canary: u64) -> Evaluation {
     Evaluation {
         at: Utc::now(),
