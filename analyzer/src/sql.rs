@@ -27,6 +27,10 @@ pub struct QueryConfig {
     pub memory_bytes: u64,
     /// Rows returned at most; longer answers carry `"truncated": true`.
     pub max_rows: usize,
+    /// Bytes of values returned at most (text by its length, numbers as 8),
+    /// so a few wide rows cannot fill the memory either; longer answers
+    /// carry `"truncated": true`.
+    pub max_result_bytes: u64,
     /// Queries running at once; more wait up to a second, then get 429.
     pub max_concurrent: usize,
 }
@@ -37,6 +41,7 @@ impl Default for QueryConfig {
             timeout_secs: 30,
             memory_bytes: 0,
             max_rows: 100_000,
+            max_result_bytes: 64 << 20,
             max_concurrent: 4,
         }
     }
@@ -53,6 +58,12 @@ impl QueryConfig {
         }
         if self.max_rows == 0 {
             p.push("query.max_rows must be at least 1".into());
+        }
+        if self.max_result_bytes < 64 << 10 {
+            p.push(format!(
+                "query.max_result_bytes = {} is below the minimum of 64 KiB",
+                self.max_result_bytes
+            ));
         }
         if self.max_concurrent == 0 {
             p.push("query.max_concurrent must be at least 1".into());
@@ -86,6 +97,7 @@ pub struct Tables {
 struct Limits {
     timeout: std::time::Duration,
     max_rows: usize,
+    max_bytes: u64,
     running: tokio::sync::Semaphore,
 }
 
@@ -100,7 +112,8 @@ impl std::fmt::Debug for Tables {
 pub struct QueryOutput {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
-    /// More rows than `query.max_rows` matched; only that many are here.
+    /// More rows than `query.max_rows` (or more bytes than
+    /// `query.max_result_bytes`) matched; only the first ones are here.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
 }
@@ -130,6 +143,7 @@ impl Tables {
             limits: Arc::new(Limits {
                 timeout: std::time::Duration::from_secs(cfg.timeout_secs),
                 max_rows: cfg.max_rows,
+                max_bytes: cfg.max_result_bytes,
                 running: tokio::sync::Semaphore::new(cfg.max_concurrent),
             }),
         })
@@ -192,16 +206,20 @@ impl Tables {
         let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
         let mut rows = Vec::new();
         let max = self.limits.max_rows;
+        let mut bytes = Budget {
+            left: self.limits.max_bytes,
+            over: false,
+        };
         let mut truncated = false;
         while let Some(b) = stream.next().await {
             let b = b?;
             let room = max - rows.len();
-            if b.num_rows() > room {
-                append_rows(&b.slice(0, room), &mut rows)?;
+            let whole = b.num_rows() <= room;
+            append_rows(&b.slice(0, b.num_rows().min(room)), &mut rows, &mut bytes)?;
+            if !whole || bytes.over {
                 truncated = true;
                 break;
             }
-            append_rows(&b, &mut rows)?;
         }
         Ok(QueryOutput {
             columns,
@@ -211,7 +229,29 @@ impl Tables {
     }
 }
 
-fn append_rows(b: &RecordBatch, rows: &mut Vec<Vec<Value>>) -> Result<()> {
+/// What is left of `query.max_result_bytes`.
+struct Budget {
+    left: u64,
+    over: bool,
+}
+
+impl Budget {
+    /// Takes a row's bytes; `false` (and `over`) when they do not fit.
+    fn take(&mut self, row: &[Value]) -> bool {
+        let n: u64 = row
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.len() as u64 + 2,
+                _ => 8,
+            })
+            .sum();
+        self.over = n > self.left;
+        self.left = self.left.saturating_sub(n);
+        !self.over
+    }
+}
+
+fn append_rows(b: &RecordBatch, rows: &mut Vec<Vec<Value>>, budget: &mut Budget) -> Result<()> {
     let opts = FormatOptions::default();
     let fmts = b
         .columns()
@@ -220,13 +260,16 @@ fn append_rows(b: &RecordBatch, rows: &mut Vec<Vec<Value>>) -> Result<()> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Internal(e.to_string()))?;
     for r in 0..b.num_rows() {
-        rows.push(
-            b.columns()
-                .iter()
-                .zip(&fmts)
-                .map(|(c, f)| cell(c, f, r))
-                .collect(),
-        );
+        let row: Vec<Value> = b
+            .columns()
+            .iter()
+            .zip(&fmts)
+            .map(|(c, f)| cell(c, f, r))
+            .collect();
+        if !budget.take(&row) {
+            break;
+        }
+        rows.push(row);
     }
     Ok(())
 }

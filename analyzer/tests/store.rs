@@ -362,3 +362,33 @@ async fn the_longest_accepted_service_name_is_flushed_compacted_and_read_back() 
     let store = Store::open(c).unwrap();
     assert_eq!(count(&store).await, vec![vec![json!(12)]]);
 }
+
+#[tokio::test]
+async fn answers_stop_at_the_byte_bound_as_well_as_the_row_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(cfg(dir.path())).unwrap();
+    let limits = graylens_analyzer::QueryConfig {
+        max_result_bytes: 64 << 10,
+        ..Default::default()
+    };
+    assert!(limits.problems().is_empty());
+    let tables = Tables::with_limits(store, &limits, 1 << 30).unwrap();
+    // A thousand rows of 1,000 bytes: far under max_rows, 15× the byte bound.
+    let wide = tables
+        .query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 1000)")
+        .await
+        .unwrap();
+    assert!(wide.truncated);
+    assert_eq!(wide.rows.len(), 65, "64 KiB of 1,002-byte values");
+    let narrow = tables
+        .query("SELECT value FROM generate_series(1, 1000)")
+        .await
+        .unwrap();
+    assert!(!narrow.truncated);
+    assert_eq!(narrow.rows.len(), 1000);
+    let too_small = graylens_analyzer::QueryConfig {
+        max_result_bytes: 1000,
+        ..Default::default()
+    };
+    assert!(too_small.problems()[0].contains("max_result_bytes"));
+}
