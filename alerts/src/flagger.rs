@@ -269,6 +269,19 @@ impl Alerts {
                 r.judged_since = now;
                 r.inconclusive_since = None;
                 r.history.clear();
+                // What the old revision's verdicts asked for is not for this one.
+                for d in r
+                    .deliveries
+                    .iter_mut()
+                    .filter(|d| d.status == crate::rollout::DeliveryStatus::Pending)
+                {
+                    d.status = crate::rollout::DeliveryStatus::Cancelled;
+                    d.attempts.push(crate::rollout::Attempt {
+                        at: now,
+                        http_status: None,
+                        outcome: format!("cancelled: new canary revision {}", req.checksum),
+                    });
+                }
             }
             r.flagger_checksum = Some(req.checksum.clone());
         }

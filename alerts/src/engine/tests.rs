@@ -129,6 +129,48 @@ fn a_rollback_waits_for_the_answer_to_a_request_already_sent_to_its_target() {
     assert_eq!(due[0].1.action, ActionKind::Rollback);
 }
 
+#[test]
+fn a_new_flagger_revision_cancels_what_the_old_one_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(&["http://127.0.0.1:1/a"]);
+    s.flagger = Some(crate::spec::FlaggerTarget {
+        namespace: "test".into(),
+        name: "shop".into(),
+    });
+    let a = open(tmp.path(), &[s]);
+    let hook = |checksum: &str| crate::flagger::HookRequest {
+        name: "shop".into(),
+        namespace: "test".into(),
+        phase: "Progressing".into(),
+        checksum: checksum.into(),
+        metadata: Default::default(),
+    };
+    a.flagger_hook(crate::flagger::Hook::Event, &hook("c1"), None);
+    {
+        let mut map = a.lock();
+        let r = map.get_mut("config-shop").unwrap();
+        let rollback = deliveries(
+            r,
+            ActionKind::Rollback,
+            "fail",
+            &[],
+            Value::Null,
+            Utc::now(),
+        );
+        r.deliveries.extend(rollback);
+    }
+    a.flagger_hook(crate::flagger::Hook::Event, &hook("c1"), None);
+    assert_eq!(
+        a.get("config-shop").unwrap().deliveries[0].status,
+        DeliveryStatus::Pending,
+        "same revision"
+    );
+    a.flagger_hook(crate::flagger::Hook::Event, &hook("c2"), None);
+    let d = &a.get("config-shop").unwrap().deliveries[0];
+    assert_eq!(d.status, DeliveryStatus::Cancelled);
+    assert!(d.attempts[0].outcome.contains("new canary revision c2"));
+}
+
 fn eval(decision: Decision, canary: u64) -> Evaluation {
     Evaluation {
         at: Utc::now(),
