@@ -510,6 +510,7 @@ mod tests {
                                 data: Some(Data::Gauge(Gauge {
                                     data_points: vec![NumberDataPoint {
                                         time_unix_nano: 1_700_000_000_000_000_000,
+                                        value: Some(number_data_point::Value::AsDouble(1.0)),
                                         ..Default::default()
                                     }],
                                 })),

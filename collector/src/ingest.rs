@@ -207,11 +207,73 @@ export_request!(
 );
 
 /// OTLP/JSON (the protobuf JSON mapping) → the protobuf bytes of the same request.
+///
+/// The JSON mapping leaves out empty fields, and encoders do (protojson
+/// writes an empty array attribute as `{"arrayValue":{}}`), but the
+/// generated types require `values` of arrays and key-value lists and
+/// `key` of attributes: when the direct read fails, the request is read
+/// again with those fields filled in before it is refused.
 pub fn json_to_protobuf<R: ExportRequest>(json: &[u8]) -> Result<Vec<u8>, IngestError> {
-    let req: R = serde_json::from_slice(json).map_err(|e| {
+    let malformed = |e: serde_json::Error| {
         IngestError::Malformed(format!("invalid OTLP/JSON {}: {e}", R::SIGNAL.name()))
-    })?;
+    };
+    let req: R = match serde_json::from_slice(json) {
+        Ok(r) => r,
+        Err(first) => {
+            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(json) else {
+                return Err(malformed(first));
+            };
+            fill_omitted(&mut v, false);
+            serde_json::from_value(v).map_err(|_| malformed(first))?
+        }
+    };
     Ok(req.encode_to_vec())
+}
+
+/// Puts back the empty fields the JSON mapping may omit: `values` of
+/// `arrayValue` and `kvlistValue`, `key` of the key-values in `attributes`
+/// and in key-value lists (`in_kvs`: `v` is such a list's entry).
+fn fill_omitted(v: &mut serde_json::Value, in_kvs: bool) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            if in_kvs && !o.contains_key("key") {
+                o.insert("key".into(), Value::String(String::new()));
+            }
+            for list in ["arrayValue", "kvlistValue"] {
+                if let Some(Value::Object(inner)) = o.get_mut(list) {
+                    inner
+                        .entry("values")
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                }
+            }
+            let kvs = o.contains_key("kvlistValue");
+            for (k, child) in o.iter_mut() {
+                let entries = k == "attributes" || (kvs && k == "kvlistValue");
+                match child {
+                    Value::Array(items) => {
+                        for item in items {
+                            fill_omitted(item, entries);
+                        }
+                    }
+                    Value::Object(inner) if entries => {
+                        if let Some(Value::Array(items)) = inner.get_mut("values") {
+                            for item in items {
+                                fill_omitted(item, true);
+                            }
+                        }
+                    }
+                    other => fill_omitted(other, false),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                fill_omitted(item, false);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Shared by both transports: one per process.
@@ -351,4 +413,63 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    #[test]
+    fn empty_fields_the_json_mapping_leaves_out_are_read_as_empty() {
+        let json = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},
+            "scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708",
+            "name":"GET /","startTimeUnixNano":"1","endTimeUnixNano":"2",
+            "attributes":[{"key":"empty","value":{"arrayValue":{}}},{"value":{"stringValue":"no key"}},
+              {"key":"map","value":{"kvlistValue":{"values":[{"value":{"intValue":"3"}},{"key":"inner","value":{"kvlistValue":{}}}]}}}]}]}]}]}"#;
+        let bytes = json_to_protobuf::<ExportTraceServiceRequest>(json).unwrap();
+        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let attrs = &req.resource_spans[0].scope_spans[0].spans[0].attributes;
+        assert_eq!(attrs.len(), 3);
+        match attrs[0].value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::ArrayValue(a)) => assert!(a.values.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(attrs[1].key, "");
+        match attrs[2].value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::KvlistValue(l)) => {
+                assert_eq!(l.values[0].key, "");
+                assert_eq!(l.values[1].key, "inner");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Still refused: what no encoder omits.
+        let err = json_to_protobuf::<ExportTraceServiceRequest>(
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SERVER"}]}]}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("invalid OTLP/JSON"), "{err}");
+    }
+
+    #[test]
+    fn a_json_metric_whose_data_cannot_be_read_is_rejected_not_dropped() {
+        let json = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},
+            "scopeMetrics":[{"metrics":[
+              {"name":"bad_sum","sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","dataPoints":[{"timeUnixNano":"1","asInt":"2"}]}},
+              {"name":"bad_value","gauge":{"dataPoints":[{"timeUnixNano":"1","asInt":"1.5"}]}},
+              {"name":"good","gauge":{"dataPoints":[{"timeUnixNano":"1","asDouble":2.5}]}}]}]}]}"#;
+        let bytes = json_to_protobuf::<ExportMetricsServiceRequest>(json).unwrap();
+        let c = convert_request(&ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap())
+            .unwrap();
+        assert_eq!(c.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert_eq!(c.rejections.total(), 2);
+        let why = c.rejections.message("data points").unwrap();
+        assert!(
+            why.contains("whose data could not be read") && why.contains("without a value"),
+            "{why}"
+        );
+    }
 }

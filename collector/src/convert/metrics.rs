@@ -282,10 +282,27 @@ pub fn metrics_to_batches(
                         }
                     }
                 };
+                // OTLP/JSON reads a malformed `gauge`, `sum`… object as no
+                // data at all (serde's flattened oneof), and a malformed
+                // number as no value: both are reported, never dropped
+                // silently (a metric counts as one data point).
+                let valued = |v: &Option<number_data_point::Value>, rej: &mut Rejections| {
+                    let ok = v.is_some();
+                    if !ok {
+                        rej.add("number data points without a value (asDouble or asInt)", 1);
+                    }
+                    ok
+                };
                 match &m.data {
-                    None => {}
+                    None => rej.add(
+                        "metrics whose data could not be read (none of gauge, sum, histogram, exponentialHistogram, summary)",
+                        1,
+                    ),
                     Some(Data::Gauge(g)) => {
                         for dp in &g.data_points {
+                            if !valued(&dp.value, &mut rej) {
+                                continue;
+                            }
                             let p = Point {
                                 time: dp.time_unix_nano,
                                 start: dp.start_time_unix_nano,
@@ -298,6 +315,9 @@ pub fn metrics_to_batches(
                     }
                     Some(Data::Sum(s)) => {
                         for dp in &s.data_points {
+                            if !valued(&dp.value, &mut rej) {
+                                continue;
+                            }
                             let p = Point {
                                 time: dp.time_unix_nano,
                                 start: dp.start_time_unix_nano,
