@@ -7,8 +7,8 @@
 //! rejected.
 
 use super::columns::{
-    identity_problem, ns, truncate, utc, utc_opt, AttributionCols, AttrsCol, Columns, Ctx, IdCol,
-    PerService, ResourceView, TOO_MANY_SERVICES,
+    identity_problem, ns, truncate, truncate_cow, utc, utc_opt, AttributionCols, AttrsCol, Columns,
+    Ctx, IdCol, PerService, ResourceView, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
@@ -207,7 +207,10 @@ impl<'c, 'a> Walk<'c, 'a> {
         c.attribution.push(&who, max, cuts);
         c.sev_num.push(l.severity_number);
         c.sev_text.push(truncate(l.severity_text, max, cuts));
-        c.body.push(l.body.map(|b| b.text().into_owned()));
+        c.body.push(
+            l.body
+                .map(|b| truncate_cow(b.text(), max, cuts).into_owned()),
+        );
         c.trace_id.push_optional(l.trace_id);
         c.span_id.push_optional(l.span_id);
         c.event.push(truncate(l.event_name, max, cuts));
@@ -317,5 +320,34 @@ mod tests {
         assert_eq!(svc.as_string::<i32>().value(2), "api");
         let body = b.column_by_name("body").unwrap();
         assert!(body.is_null(0), "absent body is NULL, not empty");
+    }
+
+    #[test]
+    fn bodies_are_cut_to_the_value_limit_and_counted() {
+        let a = Attributor::new(AttributionConfig::default());
+        let limits = LimitsConfig {
+            max_attribute_value_bytes: 64,
+            ..Default::default()
+        };
+        let ctx = Ctx {
+            attributor: &a,
+            limits: &limits,
+            received_ns: 99,
+        };
+        let body = |s: &str| LogRecord {
+            time_unix_nano: 5,
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(s.into())),
+            }),
+            ..Default::default()
+        };
+        let out =
+            logs_from_protobuf(&req(vec![body("short"), body(&"é".repeat(40))]), &ctx).unwrap();
+        assert_eq!(out.truncated, 1);
+        let b = out.batches[0]
+            .column_by_name("body")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!((b.value(0), b.value(1)), ("short", "é".repeat(32).as_str()));
     }
 }

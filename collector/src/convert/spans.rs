@@ -254,11 +254,19 @@ fn invalid(s: &SpanRef<'_>, ctx: &Ctx<'_>) -> Option<&'static str> {
     if s.start == 0 {
         return Some("missing start_time_unix_nano");
     }
+    if s.end == 0 {
+        return Some("missing end_time_unix_nano");
+    }
     if s.end < s.start {
         return Some("ending before they start");
     }
     if ns(s.start) > ctx.latest_ns() {
         return Some("starting further in the future than limits.max_future_skew_secs");
+    }
+    // Else one span's duration (up to 584 years) would stand for its
+    // version's latency.
+    if ns(s.end) > ctx.latest_ns() {
+        return Some("ending further in the future than limits.max_future_skew_secs");
     }
     None
 }

@@ -124,6 +124,10 @@ fn invalid_spans_are_rejected_with_reasons_and_the_rest_kept() {
     let mut future = span(1, None, 0);
     future.start_time_unix_nano = 1_000 + 301 * 1_000_000_000;
     future.end_time_unix_nano = future.start_time_unix_nano;
+    let mut no_end = span(1, None, 0);
+    no_end.end_time_unix_nano = 0;
+    let mut endless = span(1, None, 0);
+    endless.end_time_unix_nano = u64::MAX;
     let out = convert(&req(vec![
         short_trace,
         zero_span,
@@ -131,19 +135,23 @@ fn invalid_spans_are_rejected_with_reasons_and_the_rest_kept() {
         backwards,
         bad_parent,
         future,
+        no_end,
+        endless,
         span(1, None, 0),
     ]));
     assert_eq!(out.rows(), 1);
-    assert_eq!(out.rejections.total(), 6);
+    assert_eq!(out.rejections.total(), 8);
     let msg = out.rejections.message("spans").unwrap();
     for want in [
-        "rejected 6 spans",
+        "rejected 8 spans",
         "invalid trace_id",
         "invalid span_id",
         "missing start_time_unix_nano",
+        "missing end_time_unix_nano",
         "ending before they start",
         "parent_span_id",
-        "limits.max_future_skew_secs",
+        "starting further in the future than limits.max_future_skew_secs",
+        "ending further in the future than limits.max_future_skew_secs",
     ] {
         assert!(msg.contains(want), "{msg}");
     }
