@@ -305,3 +305,51 @@ async fn policy_named_otlp_metrics_are_compared() {
         c.metrics[0].reason
     );
 }
+
+#[tokio::test]
+async fn values_below_zero_are_not_judged_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig {
+        data_dir: dir.path().into(),
+        ..Default::default()
+    })
+    .unwrap();
+    // A gauge at −10 on the baseline and −50 on the canary: read as 0 and 0,
+    // it passed whatever the change.
+    for (v, g) in [("v1", -10.0), ("v2", -50.0)] {
+        let req = histogram(v, [0; 7], [10; 7], (0.0, 1.0), &[g; 300]);
+        for b in convert_request(&req).unwrap().batches {
+            store.append(Signal::Metrics, b, Reservation::none());
+        }
+        for b in convert_request(&spans(v, 10)).unwrap().batches {
+            store.append(Signal::Traces, b, Reservation::none());
+        }
+    }
+    let tables = Tables::new(store).unwrap();
+    let sel = Selector {
+        service: "api".into(),
+        baseline: "v1".into(),
+        canary: "v2".into(),
+        by: By::Version,
+        from: None,
+        to: None,
+    };
+    let policy = Policy::from_toml(
+        "[[metrics]]\nname = \"queue\"\nkind = \"metric_gauge\"\nmetric = \"queue.depth\"\nmin_samples = 5",
+    )
+    .unwrap();
+    let c = compare(&tables, &sel, &policy).await.unwrap();
+    let m = &c.metrics[0];
+    assert_eq!(
+        m.classification,
+        Classification::Inconclusive,
+        "{}",
+        m.reason
+    );
+    assert!(m.reason.contains("below zero"), "{}", m.reason);
+    assert_eq!(
+        m.details["negative_points"],
+        serde_json::json!({"baseline": 300, "canary": 300})
+    );
+    assert_eq!(c.verdict.decision, Decision::Inconclusive);
+}

@@ -83,6 +83,10 @@ pub struct MetricSide {
     /// Σ increments of monotonic sums in the window.
     pub increments: f64,
     pub points: u64,
+    /// Points holding values below zero (a gauge value, a histogram's
+    /// `min` or a bucket below zero, negative exponential buckets): the
+    /// value histograms hold values ≥ 0 only, so such a metric is not judged.
+    pub negative: u64,
 }
 
 /// A point's buckets as `(lo, hi, count)`, or a single value.
@@ -94,6 +98,7 @@ struct Point {
     value: Option<f64>,
     buckets: Vec<(f64, f64, u64)>,
     unit: String,
+    negative: bool,
 }
 
 pub async fn observe_metrics(
@@ -113,7 +118,7 @@ pub async fn observe_metrics(
     let sql = format!(
         "SELECT {col}, metric_name, metric_type, unit, CAST(start_time AS BIGINT), aggregation_temporality, is_monotonic, \
          value, max, bucket_bounds, bucket_counts, exp_scale, exp_zero_count, exp_positive_offset, exp_positive_counts, \
-         attributes, resource_attributes FROM metrics WHERE {pred} AND metric_name IN ({list}) ORDER BY time",
+         attributes, resource_attributes, min, exp_negative_counts FROM metrics WHERE {pred} AND metric_name IN ({list}) ORDER BY time",
         col = sel.by.column(),
         pred = sel.predicate()
     );
@@ -146,6 +151,8 @@ pub async fn observe_metrics(
         let fmt_opts = FormatOptions::default();
         let attrs = ArrayFormatter::try_new(b.column(15).as_ref(), &fmt_opts).map_err(internal)?;
         let res = ArrayFormatter::try_new(b.column(16).as_ref(), &fmt_opts).map_err(internal)?;
+        let min = floats_col(b.column(17))?;
+        let exp_negative = list_u64(b.column(18))?;
         for r in 0..b.num_rows() {
             let s = side[r].as_deref().unwrap_or("");
             let idx = if s == sel.baseline {
@@ -157,6 +164,22 @@ pub async fn observe_metrics(
             };
             let mtype_r = mtype[r].clone().unwrap_or_default();
             let mut buckets = Vec::new();
+            let negative = match mtype_r.as_str() {
+                "histogram" => {
+                    min[r].is_some_and(|m| m < 0.0)
+                        || bounds[r]
+                            .as_ref()
+                            .zip(counts[r].as_ref())
+                            .is_some_and(|(b, c)| {
+                                b.first().is_some_and(|&b0| b0 < 0.0)
+                                    && c.first().is_some_and(|&n| n > 0)
+                            })
+                }
+                "exponential_histogram" => exp_negative[r]
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|&n| n > 0)),
+                _ => value[r].is_some_and(|v| v < 0.0),
+            };
             match mtype_r.as_str() {
                 "histogram" => {
                     if let (Some(bounds), Some(counts)) = (&bounds[r], &counts[r]) {
@@ -195,6 +218,7 @@ pub async fn observe_metrics(
                     value: value[r],
                     buckets,
                     unit: unit[r].clone().unwrap_or_default(),
+                    negative,
                 });
         }
     }
@@ -211,6 +235,7 @@ fn absorb(m: &mut MetricSide, points: &[Point]) {
         return;
     };
     m.points += points.len() as u64;
+    m.negative += points.iter().filter(|p| p.negative).count() as u64;
     if m.unit.is_empty() {
         m.unit = last.unit.clone();
     }

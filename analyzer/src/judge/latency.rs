@@ -49,7 +49,24 @@ pub(super) fn evaluate(policy: &Policy, rule: &MetricRule, obs: &Observations) -
     let (b, c) = (obs.baseline.metrics.get(name), obs.canary.metrics.get(name));
     let unit = b.or(c).map(|m| m.unit.clone()).unwrap_or_default();
     let values = |m: Option<&crate::compare::MetricSide>| m.map_or(&empty, |m| &m.values).clone();
-    quantile(policy, rule, &values(b), &values(c), 1.0, unit)
+    let mut e = quantile(policy, rule, &values(b), &values(c), 1.0, unit);
+    // Values below zero would be read as zero: such a metric is not judged
+    // (its classification says why).
+    let negative = |m: Option<&crate::compare::MetricSide>| m.map_or(0, |m| m.negative);
+    let (nb, nc) = (negative(b), negative(c));
+    if nb + nc > 0 {
+        e.result.p_value = None;
+        e.result.ci = None;
+        e.result.detectable_change = None;
+        e.practically_worse = false;
+        e.bounded = false;
+        e.more_needed = None;
+        e.result.details.insert(
+            "negative_points".into(),
+            serde_json::json!({"baseline": nb, "canary": nc}),
+        );
+    }
+    e
 }
 
 /// `scale`: native units per reported unit (1e6 for ns → ms).

@@ -183,6 +183,15 @@ fn classify(policy: &Policy, e: &mut Evaluated, (baseline, canary): (&str, &str)
         );
         return;
     }
+    if let Some(n) = r.details.get("negative_points") {
+        r.classification = Classification::Inconclusive;
+        r.reason = format!(
+            "{}: {} baseline and {} canary points hold values below zero; graylens compares values of zero or more, \
+             so this metric is not judged",
+            r.name, n["baseline"], n["canary"]
+        );
+        return;
+    }
     let adjusted = r.adjusted_p_value.unwrap_or(1.0);
     let evidence = format!(
         "{}; {} p {} (Holm-adjusted p {})",
