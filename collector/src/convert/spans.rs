@@ -215,7 +215,9 @@ impl<'c, 'a> Walk<'c, 'a> {
         c.duration.push(ns(s.end - s.start));
         c.trace_id.push(s.trace_id);
         c.span_id.push(s.span_id);
-        c.parent.push_optional(s.parent);
+        // An all-zero parent id is no parent (the id is invalid): a root.
+        let root = s.parent.iter().all(|b| *b == 0);
+        c.parent.push_optional(if root { &[] } else { s.parent });
         c.attribution.push(&who, max, cuts);
         c.name.push(truncate(s.name, max, cuts));
         c.kind.push(s.kind);

@@ -158,6 +158,22 @@ fn invalid_spans_are_rejected_with_reasons_and_the_rest_kept() {
 }
 
 #[test]
+fn an_all_zero_parent_id_is_a_root() {
+    let mut zero_parent = span(1, None, 0);
+    zero_parent.parent_span_id = vec![0; 8];
+    let mut child = span(1, None, 0);
+    child.parent_span_id = vec![7; 8];
+    let out = convert(&req(vec![zero_parent, child]));
+    assert_eq!((out.rows(), out.rejections.total()), (2, 0));
+    let parent = out.batches[0]
+        .column_by_name("parent_span_id")
+        .unwrap()
+        .as_string::<i32>();
+    assert!(parent.is_null(0), "no parent");
+    assert_eq!(parent.value(1), "07".repeat(8));
+}
+
+#[test]
 fn nothing_valid_means_no_batch() {
     let out = convert(&req(vec![]));
     assert!(out.batches.is_empty());
