@@ -154,6 +154,25 @@ fn spans(version: &str, n: u64) -> ExportTraceServiceRequest {
     }
 }
 
+fn store(dir: &std::path::Path) -> std::sync::Arc<Store> {
+    Store::open(StoreConfig {
+        data_dir: dir.into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn v1_against_v2() -> Selector {
+    Selector {
+        service: "api".into(),
+        baseline: "v1".into(),
+        canary: "v2".into(),
+        by: By::Version,
+        from: None,
+        to: None,
+    }
+}
+
 const POLICY: &str = r#"
 [[metrics]]
 name = "duration_p90"
@@ -189,11 +208,7 @@ critical = false
 #[tokio::test]
 async fn policy_named_otlp_metrics_are_compared() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().into(),
-        ..Default::default()
-    })
-    .unwrap();
+    let store = store(dir.path());
     // Baseline: 10,000 requests in the window, p90 in (10, 25] ms. Canary: p90 in (100, 250] ms,
     // and 5 retries per 100 requests against 1.
     let base = histogram(
@@ -223,14 +238,7 @@ async fn policy_named_otlp_metrics_are_compared() {
         }
     }
     let tables = Tables::new(store).unwrap();
-    let sel = Selector {
-        service: "api".into(),
-        baseline: "v1".into(),
-        canary: "v2".into(),
-        by: By::Version,
-        from: None,
-        to: None,
-    };
+    let sel = v1_against_v2();
     let c = compare(&tables, &sel, &Policy::from_toml(POLICY).unwrap())
         .await
         .unwrap();
@@ -309,11 +317,7 @@ async fn policy_named_otlp_metrics_are_compared() {
 #[tokio::test]
 async fn values_below_zero_are_not_judged_as_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().into(),
-        ..Default::default()
-    })
-    .unwrap();
+    let store = store(dir.path());
     // A gauge at −10 on the baseline and −50 on the canary: read as 0 and 0,
     // it passed whatever the change.
     for (v, g) in [("v1", -10.0), ("v2", -50.0)] {
@@ -326,14 +330,7 @@ async fn values_below_zero_are_not_judged_as_zero() {
         }
     }
     let tables = Tables::new(store).unwrap();
-    let sel = Selector {
-        service: "api".into(),
-        baseline: "v1".into(),
-        canary: "v2".into(),
-        by: By::Version,
-        from: None,
-        to: None,
-    };
+    let sel = v1_against_v2();
     let policy = Policy::from_toml(
         "[[metrics]]\nname = \"queue\"\nkind = \"metric_gauge\"\nmetric = \"queue.depth\"\nmin_samples = 5",
     )
