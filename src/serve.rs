@@ -237,6 +237,7 @@ pub async fn serve(
             tls: tls.clone(),
             unauthenticated_listeners: exposed.into(),
         },
+        local_only: !auth.enabled() && api_a.ip().is_loopback(),
         auth,
     });
     let api_task = tokio::spawn(http::serve(

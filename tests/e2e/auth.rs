@@ -410,3 +410,31 @@ fn connections_that_never_finish_their_headers_are_closed() {
     assert_eq!(health.status(), 200);
     s.stop();
 }
+
+/// Without tokens on loopback (the default), the API answers only requests
+/// addressed to localhost or an IP address: a web page whose DNS name was
+/// rebound to 127.0.0.1 cannot read data or change rollouts.
+#[test]
+fn without_tokens_the_api_answers_only_requests_for_local_names() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"));
+    let addr = s.api.trim_start_matches("http://").to_string();
+    let status = |host: &str, path: &str| -> u16 {
+        let mut c = std::net::TcpStream::connect(addr.as_str()).unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(status("rebound.example:4319", "/api/v1/rollouts"), 403);
+    assert_eq!(status("rebound.example", "/metrics"), 403);
+    assert_eq!(status("rebound.example", "/api/v1/health"), 200, "probes");
+    assert_eq!(status("localhost:4319", "/api/v1/rollouts"), 200);
+    assert_eq!(status(&addr, "/api/v1/rollouts"), 200);
+    s.stop();
+}

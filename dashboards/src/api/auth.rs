@@ -48,7 +48,45 @@ pub(crate) fn refusal(denied: &Denied) -> Response {
     r
 }
 
+/// Whether `host` (a `Host` header or URI authority) names the machine
+/// itself or an address: what a browser sends for pages of 127.0.0.1 or
+/// localhost, never for a page of a rebound DNS name.
+pub(crate) fn local_host(host: &str) -> bool {
+    if host.starts_with('[') {
+        return true; // an IPv6 literal
+    }
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    let name = name.trim_end_matches('.');
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+}
+
 pub(crate) async fn require(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let guarded = (path.starts_with("/api/") && path != "/api/v1/health") || path == "/metrics";
+    if st.local_only && guarded {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        if let Some(host) = host.filter(|h| !local_host(h)) {
+            tracing::warn!(
+                host,
+                path,
+                "API request for another host name refused (no auth tokens)"
+            );
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": format!(
+                    "host {host:?} refused: without auth tokens the API answers only requests addressed to localhost \
+                     or an IP address (protection against DNS rebinding); configure auth.tokens to serve it by name"
+                )})),
+            )
+                .into_response();
+        }
+    }
     let Some(scope) = scope_of(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
@@ -98,6 +136,29 @@ mod tests {
         ];
         for (m, p, want) in cases {
             assert_eq!(scope_of(&m, p), want, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn local_hosts_are_addresses_and_localhost() {
+        for h in [
+            "127.0.0.1:4319",
+            "localhost:4319",
+            "LOCALHOST",
+            "[::1]:4319",
+            "10.0.0.7",
+            "app.localhost:80",
+            "localhost.",
+        ] {
+            assert!(local_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:4319",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:4319",
+        ] {
+            assert!(!local_host(h), "{h}");
         }
     }
 }

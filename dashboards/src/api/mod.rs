@@ -38,6 +38,10 @@ pub struct ApiState {
     pub telemetry: crate::metrics::SelfTelemetry,
     /// Bearer tokens; disabled admits everyone.
     pub auth: graylens_collector::Auth,
+    /// No tokens and the API on loopback: the API answers only requests
+    /// addressed to `localhost` or an IP address, so a web page that points
+    /// its own name at 127.0.0.1 (DNS rebinding) cannot use it.
+    pub local_only: bool,
 }
 
 pub fn router(state: ApiState) -> Router {
