@@ -232,13 +232,29 @@ pub fn json_to_protobuf<R: ExportRequest>(json: &[u8]) -> Result<Vec<u8>, Ingest
 
 /// Puts back the empty fields the JSON mapping may omit: `values` of
 /// `arrayValue` and `kvlistValue`, `key` of the key-values in `attributes`
-/// and in key-value lists (`in_kvs`: `v` is such a list's entry).
+/// and in key-value lists (`in_kvs`: `v` is such a list's entry); and
+/// writes `bytesValue` in the padded standard base64 the types read.
 fn fill_omitted(v: &mut serde_json::Value, in_kvs: bool) {
     use serde_json::Value;
     match v {
         Value::Object(o) => {
             if in_kvs && !o.contains_key("key") {
                 o.insert("key".into(), Value::String(String::new()));
+            }
+            // The JSON mapping accepts bytes in URL-safe or unpadded base64.
+            if let Some(Value::String(b)) = o.get_mut("bytesValue") {
+                let mut std: String = b
+                    .chars()
+                    .map(|c| match c {
+                        '-' => '+',
+                        '_' => '/',
+                        c => c,
+                    })
+                    .collect();
+                while !std.len().is_multiple_of(4) {
+                    std.push('=');
+                }
+                *b = std;
             }
             for list in ["arrayValue", "kvlistValue"] {
                 if let Some(Value::Object(inner)) = o.get_mut(list) {
@@ -438,6 +454,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(attrs[1].key, "");
+        let bytes = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10",
+            "spanId":"0102030405060708","attributes":[{"key":"b","value":{"bytesValue":"AQID_w"}}]}]}]}]}"#;
+        let req = ExportTraceServiceRequest::decode(
+            json_to_protobuf::<ExportTraceServiceRequest>(bytes)
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        match req.resource_spans[0].scope_spans[0].spans[0].attributes[0]
+            .value
+            .as_ref()
+            .and_then(|v| v.value.as_ref())
+        {
+            Some(Value::BytesValue(b)) => assert_eq!(b, &[1, 2, 3, 255]),
+            other => panic!("{other:?}"),
+        }
         match attrs[2].value.as_ref().and_then(|v| v.value.as_ref()) {
             Some(Value::KvlistValue(l)) => {
                 assert_eq!(l.values[0].key, "");

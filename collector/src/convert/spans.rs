@@ -345,6 +345,8 @@ fn http_status_code(attrs: &[Kv<'_>]) -> Option<i32> {
         .find_map(|k| match attrs.iter().find(|kv| kv.key == *k)?.value? {
             AnyRef::Int(i) => i32::try_from(i).ok(),
             AnyRef::Str(s) => s.parse().ok(),
+            // Senders whose numbers are all doubles (JavaScript) send 500.0.
+            AnyRef::Double(d) if d.fract() == 0.0 && (0.0..=999.0).contains(&d) => Some(d as i32),
             _ => None,
         })
 }

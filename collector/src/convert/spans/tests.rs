@@ -87,18 +87,21 @@ fn text(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
 
 #[test]
 fn errors_are_status_error_or_server_5xx() {
+    let mut as_double = span(SPAN_KIND_SERVER, None, 0);
+    as_double.attributes = vec![kv("http.response.status_code", Value::DoubleValue(500.0))];
     let spans = vec![
         span(SPAN_KIND_SERVER, Some(503), 0),
         span(3, Some(503), 0), // client span: the callee failed, not us
         span(SPAN_KIND_SERVER, Some(404), 0),
         span(1, None, StatusCode::Error as i32),
+        as_double,
     ];
     let out = convert(&req(spans));
     let b = &out.batches[0];
     let err = b.column_by_name("is_error").unwrap().as_boolean();
     assert_eq!(
         err.iter().flatten().collect::<Vec<_>>(),
-        vec![true, false, false, true]
+        vec![true, false, false, true, true]
     );
     let d = b
         .column_by_name("duration_ns")
