@@ -51,6 +51,7 @@ fn pick(mut dir: Vec<Segment>) -> Option<Vec<Segment>> {
     let mut take: Vec<Segment> = Vec::new();
     let mut bytes = 0;
     for g in dir {
+        // The first two always fit (each is under the target).
         let fits = bytes + g.bytes <= TARGET_BYTES || take.len() < 2;
         if small(&g) && fits {
             bytes += g.bytes;
@@ -58,12 +59,9 @@ fn pick(mut dir: Vec<Segment>) -> Option<Vec<Segment>> {
         } else if take.len() >= 2 {
             break;
         } else {
+            // A big segment ends a run too short to merge: start again after it.
             take.clear();
             bytes = 0;
-            if small(&g) {
-                bytes = g.bytes;
-                take.push(g);
-            }
         }
     }
     (take.len() >= 2).then_some(take)

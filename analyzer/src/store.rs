@@ -170,12 +170,6 @@ pub struct Store {
     /// the oldest log generation they came from. The log from there on
     /// stays until that generation is in Parquet.
     replayed: Mutex<Option<(u64, u64)>>,
-    /// When each sealed generation was sealed (ms): the arrival time in its
-    /// segments' keys, the same at every attempt of a flush, so a retry
-    /// after a write that did land (a rename whose directory fsync failed,
-    /// an object-store PUT that timed out) replaces that file instead of
-    /// adding a second copy of its rows.
-    sealed_ms: Mutex<HashMap<u64, i64>>,
     last_flush: RwLock<Instant>,
     read_only: bool,
     /// Incremental comparisons fed by every append.
@@ -270,7 +264,6 @@ impl Store {
             gen: AtomicU64::new(1),
             covered: HashMap::new(),
             replayed: Mutex::new(None),
-            sealed_ms: Mutex::new(HashMap::new()),
             last_flush: RwLock::new(Instant::now()),
             read_only,
             live: Default::default(),
@@ -468,7 +461,6 @@ impl Store {
     pub fn seal(&self, gen: u64) {
         let mut starts = self.gen_starts.lock().expect("lock");
         starts.insert(gen + 1, now_ms());
-        self.sealed_ms.lock().expect("lock").insert(gen, now_ms());
         *self.last_flush.write().expect("lock") = Instant::now();
         for s in Signal::ALL {
             let mut t = self.tables[idx(s)].write().expect("lock");
@@ -537,12 +529,16 @@ impl Store {
         let start = Instant::now();
         let mut rows = 0;
         let mut first_err = None;
-        let arrival_ms = *self
-            .sealed_ms
-            .lock()
-            .expect("lock")
-            .entry(gen)
-            .or_insert_with(now_ms);
+        // When `gen` was sealed (= when `gen + 1` opened): the arrival time
+        // in its segments' keys, the same at every attempt, so a retry after
+        // a write that did land (a rename whose directory fsync failed, an
+        // object-store PUT that timed out) replaces that file instead of
+        // adding a second copy of its rows. `gen_starts` keeps it while `gen`
+        // is sealed (`flushed_through_ms` prunes only older generations).
+        let arrival_ms = {
+            let mut starts = self.gen_starts.lock().expect("lock");
+            *starts.entry(gen + 1).or_insert_with(now_ms)
+        };
         for s in Signal::ALL {
             let batches = self.tables[idx(s)]
                 .read()
@@ -579,9 +575,6 @@ impl Store {
                     }
                 }
             }
-        }
-        if !self.sealed_generations().contains(&gen) {
-            self.sealed_ms.lock().expect("lock").remove(&gen);
         }
         let micros = start.elapsed().as_micros() as u64;
         self.stats.flushes.fetch_add(1, Relaxed);
