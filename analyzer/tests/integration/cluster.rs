@@ -3,7 +3,7 @@
 //! comparisons get each of them exactly once, and answers say how fresh
 //! the other nodes' part is.
 
-mod common;
+use crate::common;
 
 use common::{append, checkout, request};
 use graylens_analyzer::compare::{assemble, explain::default_attributes};

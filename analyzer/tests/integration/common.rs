@@ -1,7 +1,7 @@
 //! What the store tests share: OTLP requests of one service with two
 //! versions, appended as the ingest path would.
 
-#![allow(dead_code)] // each test file uses part of it
+#![allow(dead_code)] // each test module uses part of it
 
 use graylens_analyzer::{By, Selector, Store};
 use graylens_collector::ingest::convert_request;

@@ -2,7 +2,7 @@
 //! and hour are merged into one while queries and comparisons run, locally
 //! and in a shared object store; no count ever changes.
 
-mod common;
+use crate::common;
 
 use common::{append, kv};
 use graylens_analyzer::compare::explain::default_attributes;

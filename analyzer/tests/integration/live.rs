@@ -3,7 +3,7 @@
 //! arrives, gives exactly the observations — and so the verdict, metrics
 //! and explanations — of a from-scratch `compare` over the same data.
 
-mod common;
+use crate::common;
 
 use common::{append, checkout, request};
 use graylens_analyzer::compare::{assemble, explain::default_attributes};

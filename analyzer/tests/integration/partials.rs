@@ -3,7 +3,7 @@
 //! cut by the window is read again, and every answer equals that of a store
 //! that kept nothing.
 
-mod common;
+use crate::common;
 
 use common::{append, checkout, request_at};
 use graylens_analyzer::{compare, Comparison, Policy, Selector, Store, StoreConfig, Tables};
