@@ -5,6 +5,7 @@
 //! last hour opens only those files. Conditions it does not understand
 //! allow everything (DataFusion still applies every filter to the rows).
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
@@ -127,13 +128,15 @@ fn time(b: &mut Bounds, op: Operator, v: i64) {
     }
 }
 
-/// The column name of `e`, through casts (a dictionary column compared
-/// with a string may be cast).
+/// The column name of `e`, through casts that keep every value (a
+/// dictionary column compared with a string may be cast). A cast to a
+/// coarser time unit is not looked through: `CAST(time AS TIMESTAMP(0)) = x`
+/// matches a whole second, not the instant `x`.
 fn column(e: &Expr) -> Option<&str> {
     match e {
         Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(c) => column(&c.expr),
-        Expr::TryCast(c) => column(&c.expr),
+        Expr::Cast(c) if lossless(c.field.data_type()) => column(&c.expr),
+        Expr::TryCast(c) if lossless(c.field.data_type()) => column(&c.expr),
         _ => None,
     }
 }
@@ -141,8 +144,19 @@ fn column(e: &Expr) -> Option<&str> {
 fn literal(e: &Expr) -> Option<ScalarValue> {
     match e {
         Expr::Literal(v, _) => Some(v.clone()),
-        Expr::Cast(c) => literal(&c.expr),
+        Expr::Cast(c) if lossless(c.field.data_type()) => literal(&c.expr),
         _ => None,
+    }
+}
+
+/// Whether a cast to `t` keeps the values pruning reads: text, and times
+/// in nanoseconds.
+fn lossless(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => true,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => true,
+        DataType::Dictionary(_, v) => lossless(v),
+        _ => false,
     }
 }
 
@@ -194,6 +208,37 @@ mod tests {
         assert_eq!(b.services, Some(vec!["a".to_string(), "b".to_string()]));
         let b = bounds(&[col("time").between(ts(5), ts(9))]);
         assert_eq!((b.from, b.to), (Some(5), Some(10)));
+    }
+
+    #[test]
+    fn a_cast_to_a_coarser_time_unit_prunes_nothing() {
+        let secs = |e: Expr| {
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(e),
+                DataType::Timestamp(TimeUnit::Second, None),
+            ))
+        };
+        // CAST(time AS TIMESTAMP(0)) = 10 s matches 10.0–10.999… s.
+        let b = bounds(&[secs(col("time")).eq(ts(10_000_000_000))]);
+        assert_eq!((b.from, b.to), (None, None));
+        assert!(b.allows_time(10_500_000_000, 10_600_000_000));
+        // A literal cast to seconds is not the instant it was either.
+        let b = bounds(&[col("time").gt_eq(secs(ts(10_700_000_000)))]);
+        assert_eq!(b.from, None);
+        // Casts that keep every value are still looked through.
+        let ns = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col("time")),
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        ));
+        assert_eq!(bounds(&[ns.gt_eq(ts(7))]).from, Some(7));
+        let svc = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col("service_name")),
+            DataType::Utf8,
+        ));
+        assert_eq!(
+            bounds(&[svc.eq(lit("checkout"))]).services,
+            Some(vec!["checkout".to_string()])
+        );
     }
 
     #[test]
