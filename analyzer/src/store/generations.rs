@@ -39,6 +39,8 @@ impl Store {
         // Release: whoever reads the new generation sees the sealed rows
         // (`durable_through`).
         self.gen.store(gen + 1, Release);
+        drop(starts);
+        self.forget_flushed_starts();
     }
 
     /// [`Store::seal`] for rows replayed from the log: they arrived before
@@ -142,6 +144,7 @@ impl Store {
                 }
             }
         }
+        self.forget_flushed_starts();
         let micros = start.elapsed().as_micros() as u64;
         self.stats.flushes.fetch_add(1, Relaxed);
         self.stats.last_flush_micros.store(micros, Relaxed);
@@ -149,6 +152,22 @@ impl Store {
             tracing::debug!(rows, micros, generation = gen, "flushed to Parquet");
         }
         first_err.map_or(Ok(rows), Err)
+    }
+
+    /// Drops the start times of generations wholly in Parquet: what is
+    /// kept is the start of the oldest generation still in memory (see
+    /// `flushed_through_ms`) and of every newer one (a sealed generation's
+    /// arrival time is when the next one started).
+    fn forget_flushed_starts(&self) {
+        let oldest = self
+            .sealed_generations()
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.generation());
+        self.gen_starts
+            .lock()
+            .expect("lock")
+            .retain(|&g, _| g >= oldest);
     }
 
     /// Seals the open generation and writes every sealed one: for tools and
@@ -161,5 +180,29 @@ impl Store {
         }
         self.apply_retention();
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreConfig};
+
+    #[test]
+    fn start_times_of_flushed_generations_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig {
+            data_dir: dir.path().into(),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..100 {
+            store.flush_now().unwrap();
+        }
+        let starts = store.gen_starts.lock().unwrap();
+        assert_eq!(
+            starts.keys().copied().collect::<Vec<_>>(),
+            vec![store.generation()],
+            "only the open generation's start is kept"
+        );
     }
 }
