@@ -219,17 +219,28 @@ impl Store {
         let now = Instant::now();
         let mut doomed = self.doomed.lock().expect("lock");
         let mut due: Vec<(Signal, String)> = Vec::new();
+        let mut replaced = std::collections::HashSet::new();
         for s in Signal::ALL {
-            let t = self.tables[crate::store::idx(s)].read().expect("lock");
-            for g in &t.segments {
-                if g.node == me && segment::is_superseded(g, &t.segments) {
-                    let since = *doomed.0.entry(g.key.clone()).or_insert(now);
-                    if now.duration_since(since) >= grace {
-                        due.push((s, g.key.clone()));
-                    }
+            // A copy of this node's segments: the lock that appends and
+            // flushes need is not held while they are compared.
+            let mine: Vec<Segment> = self.tables[crate::store::idx(s)]
+                .read()
+                .expect("lock")
+                .segments
+                .iter()
+                .filter(|g| g.node == me)
+                .cloned()
+                .collect();
+            for g in segment::superseded(&mine) {
+                let since = *doomed.0.entry(g.key.clone()).or_insert(now);
+                replaced.insert(g.key.clone());
+                if now.duration_since(since) >= grace {
+                    due.push((s, g.key.clone()));
                 }
             }
         }
+        // Inputs deleted otherwise (retention) are forgotten.
+        doomed.0.retain(|k, _| replaced.contains(k));
         for (s, key) in due {
             let gone = match self.delete_segment(&key) {
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
