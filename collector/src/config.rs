@@ -5,6 +5,10 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The largest `limits.max_attribute_value_bytes` (1 MiB): selectors naming
+/// a lane may be as long.
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1 << 20;
+
 /// How the OTLP receivers listen and what they accept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -175,9 +179,9 @@ impl LimitsConfig {
                 self.memory_bytes
             ));
         }
-        if self.max_attribute_value_bytes < 64 {
+        if !(64..=MAX_ATTRIBUTE_VALUE_BYTES).contains(&self.max_attribute_value_bytes) {
             out.push(format!(
-                "limits.max_attribute_value_bytes = {} is below the minimum of 64",
+                "limits.max_attribute_value_bytes = {} is outside 64..={MAX_ATTRIBUTE_VALUE_BYTES}",
                 self.max_attribute_value_bytes
             ));
         }

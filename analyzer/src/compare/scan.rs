@@ -241,9 +241,7 @@ impl Accumulator {
 
     /// An accumulator counting the values of `facet_keys` for explanations.
     pub fn with_facets(sel: &Selector, facet_keys: Arc<[String]>) -> Self {
-        let ns = |t: Option<chrono::DateTime<chrono::Utc>>| {
-            t.map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX))
-        };
+        let ns = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(super::selector::nanos);
         Accumulator {
             from_ns: ns(sel.from),
             to_ns: ns(sel.to),

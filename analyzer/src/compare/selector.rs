@@ -1,6 +1,8 @@
 //! What to compare: a service, two sides, how sides are told apart, a window.
 
 use chrono::{DateTime, Utc};
+use graylens_collector::config::MAX_ATTRIBUTE_VALUE_BYTES;
+use graylens_collector::convert::MAX_IDENTITY_BYTES;
 use serde::{Deserialize, Serialize};
 
 /// Which column tells the baseline from the canary.
@@ -85,6 +87,32 @@ impl Selector {
                 }
             }
         }
+        // Longer values are never stored (the collector refuses longer
+        // service names and versions, and cuts lanes at the attribute
+        // limit): such a request can only be a mistake, and would be copied
+        // into every look of a rollout.
+        let (side_max, side_what) = match self.by {
+            By::Lane => (MAX_ATTRIBUTE_VALUE_BYTES, "a lane"),
+            By::Version => (MAX_IDENTITY_BYTES, "a version"),
+            By::Role => (MAX_IDENTITY_BYTES, "a role"),
+        };
+        for (name, v, max, what) in [
+            (
+                "service",
+                &self.service,
+                MAX_IDENTITY_BYTES,
+                "a service name",
+            ),
+            ("baseline", &self.baseline, side_max, side_what),
+            ("canary", &self.canary, side_max, side_what),
+        ] {
+            if v.len() > max {
+                p.push(format!(
+                    "`{name}` is {} bytes long: {what} is at most {max} bytes",
+                    v.len()
+                ));
+            }
+        }
         if let (Some(f), Some(t)) = (self.from, self.to) {
             if f >= t {
                 p.push(format!("`from` ({f}) must be before `to` ({t})"));
@@ -127,8 +155,19 @@ pub fn quote(s: &str) -> String {
 fn timestamp(t: DateTime<Utc>) -> String {
     format!(
         "arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
-        t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        nanos(t)
     )
+}
+
+/// `t` in ns since the epoch; instants beyond what an i64 of ns holds
+/// (before 1677 or after 2262, e.g. `0001-01-01` for "since the
+/// beginning") become the first or the last one.
+pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 #[cfg(test)]
@@ -147,7 +186,30 @@ mod tests {
             to: None,
         };
         assert_eq!(s.problems().len(), 2);
+        let long = Selector {
+            service: "s".repeat(257),
+            canary: "v".repeat(300),
+            baseline: "v1".into(),
+            ..s.clone()
+        };
+        let p = long.problems();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("`service` is 257 bytes long"), "{p:?}");
+        let lanes = Selector {
+            by: By::Lane,
+            ..long
+        };
+        assert_eq!(lanes.problems().len(), 1, "a lane may be longer");
         assert_eq!("lane".parse::<By>(), Ok(By::Lane));
         assert!("colour".parse::<By>().is_err());
+    }
+
+    #[test]
+    fn instants_beyond_nanoseconds_clamp_to_the_side_they_are_on() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(nanos(t("0001-01-01T00:00:00Z")), i64::MIN);
+        assert_eq!(nanos(t("1600-01-01T00:00:00Z")), i64::MIN);
+        assert_eq!(nanos(t("3000-01-01T00:00:00Z")), i64::MAX);
+        assert_eq!(nanos(t("1970-01-01T00:00:01Z")), 1_000_000_000);
     }
 }

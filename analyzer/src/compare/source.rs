@@ -68,7 +68,7 @@ impl Loc {
 }
 
 fn ns(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
-    t.map(|t| t.timestamp_nanos_opt().unwrap_or(i64::MAX))
+    t.map(super::selector::nanos)
 }
 
 /// What a comparison of `sel` must read in one table's view: the hot
