@@ -329,8 +329,17 @@ impl Config {
                 self.http.header_read_timeout_secs
             ));
         }
-        if self.pipeline.queue_capacity == 0 {
-            out.push("pipeline.queue_capacity must be at least 1".into());
+        if !(1..=1_000_000).contains(&self.pipeline.queue_capacity) {
+            out.push(format!(
+                "pipeline.queue_capacity = {} is outside 1..=1000000",
+                self.pipeline.queue_capacity
+            ));
+        }
+        if !(1..=3600).contains(&self.pipeline.shutdown_grace_secs) {
+            out.push(format!(
+                "pipeline.shutdown_grace_secs = {} is outside 1..=3600",
+                self.pipeline.shutdown_grace_secs
+            ));
         }
         let policies = self.analysis.policies();
         if let Err(e) = &policies {
@@ -454,16 +463,19 @@ mod tests {
     fn every_problem_is_reported() {
         let cfg = parse(
             "[store]\nflush_rows = 0\nflush_interval_secs = 0\ncompare_cache_mib = 2000000\n\
-             [pipeline]\nqueue_capacity = 0\n\
+             [pipeline]\nqueue_capacity = 0\nshutdown_grace_secs = 9223372036854775807\n\
              [otlp]\ngrpc_addr = \"127.0.0.1:5000\"\nhttp_addr = \"127.0.0.1:5000\"\n",
         )
         .unwrap();
         let p = cfg.problems();
         assert!(p.len() >= 5, "{p:?}");
-        assert!(
-            p.iter().any(|x| x.contains("store.compare_cache_mib")),
-            "{p:?}"
-        );
+        for what in [
+            "store.compare_cache_mib",
+            "pipeline.queue_capacity",
+            "pipeline.shutdown_grace_secs",
+        ] {
+            assert!(p.iter().any(|x| x.contains(what)), "{what}: {p:?}");
+        }
     }
 
     #[test]
