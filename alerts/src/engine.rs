@@ -344,12 +344,23 @@ impl Alerts {
     pub fn delete(&self, id: &str) -> Result<Rollout> {
         let removed = {
             let mut map = self.lock();
+            if !map.contains_key(id) {
+                return Err(Error::NotFound(format!("no rollout {id:?}")));
+            }
+            // Its file first: if that fails, the rollout stays (in memory
+            // and on disk) instead of coming back, with its pending
+            // deliveries, at the next start.
+            persist::remove(&self.inner.dir, id).map_err(|e| Error::Io(e.to_string()))?;
             let r = map.remove(id);
             refresh_hints(&self.inner.hints, &map);
             r
         };
         let mut r = removed.ok_or_else(|| Error::NotFound(format!("no rollout {id:?}")))?;
-        persist::remove(&self.inner.dir, id).map_err(|e| Error::Io(e.to_string()))?;
+        self.inner
+            .saved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         if let Some(sh) = &self.inner.shared {
             sh.tombstone(id);
             self.inner.registry_wake.notify_one();

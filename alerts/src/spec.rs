@@ -59,6 +59,24 @@ pub enum PolicyRef {
 /// Actions a rollout may have.
 pub const MAX_ACTIONS: usize = 16;
 
+/// The longest name, service, version, Kubernetes name or namespace.
+const MAX_NAME_BYTES: usize = 256;
+/// The longest URL of an action.
+const MAX_URL_BYTES: usize = 2048;
+/// The longest secret, token, file path or CA bundle of an action.
+const MAX_CREDENTIAL_BYTES: usize = 64 << 10;
+
+/// `what` is longer than `max` bytes: every look of a rollout copies its
+/// spec's strings, and every save writes them.
+fn too_long(p: &mut Vec<String>, what: &str, value: &str, max: usize) {
+    if value.len() > max {
+        p.push(format!(
+            "{what} is {} bytes long: at most {max}",
+            value.len()
+        ));
+    }
+}
+
 /// Where an action goes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
@@ -183,7 +201,19 @@ impl RolloutSpec {
             };
             p.extend(sel.problems());
         }
+        too_long(
+            &mut p,
+            "`name`",
+            self.name.as_deref().unwrap_or(""),
+            MAX_NAME_BYTES,
+        );
         if let Some(f) = &self.flagger {
+            // Without `flagger` the selector's problems above cover these.
+            too_long(&mut p, "`service`", &self.service, MAX_NAME_BYTES);
+            too_long(&mut p, "`baseline`", &self.baseline, MAX_NAME_BYTES);
+            too_long(&mut p, "`canary`", &self.canary, MAX_NAME_BYTES);
+            too_long(&mut p, "`flagger.name`", &f.name, MAX_NAME_BYTES);
+            too_long(&mut p, "`flagger.namespace`", &f.namespace, MAX_NAME_BYTES);
             if f.name.is_empty() || f.namespace.is_empty() {
                 p.push("`flagger` needs `namespace` and `name`".into());
             }
@@ -197,6 +227,13 @@ impl RolloutSpec {
         for (i, a) in self.actions.iter().enumerate() {
             match a {
                 ActionSpec::Webhook { url, secret } => {
+                    too_long(&mut p, &format!("actions[{i}].url"), url, MAX_URL_BYTES);
+                    too_long(
+                        &mut p,
+                        &format!("actions[{i}].secret"),
+                        secret,
+                        MAX_CREDENTIAL_BYTES,
+                    );
                     p.extend(http_url_problem(&format!("actions[{i}].url"), url));
                     if secret.is_empty() {
                         p.push(format!("actions[{i}].secret must not be empty: receivers verify the signature with it"));
@@ -211,6 +248,34 @@ impl RolloutSpec {
                     ca,
                     ca_file,
                 } => {
+                    too_long(
+                        &mut p,
+                        &format!("actions[{i}].api_server"),
+                        api_server,
+                        MAX_URL_BYTES,
+                    );
+                    too_long(
+                        &mut p,
+                        &format!("actions[{i}].namespace"),
+                        namespace,
+                        MAX_NAME_BYTES,
+                    );
+                    too_long(&mut p, &format!("actions[{i}].name"), name, MAX_NAME_BYTES);
+                    for (field, v) in [
+                        ("token", token),
+                        ("token_file", token_file),
+                        ("ca", ca),
+                        ("ca_file", ca_file),
+                    ] {
+                        if let Some(v) = v {
+                            too_long(
+                                &mut p,
+                                &format!("actions[{i}].{field}"),
+                                v,
+                                MAX_CREDENTIAL_BYTES,
+                            );
+                        }
+                    }
                     p.extend(http_url_problem(
                         &format!("actions[{i}].api_server"),
                         api_server,
@@ -291,6 +356,32 @@ mod tests {
         .unwrap();
         let p = s.problems();
         assert_eq!(p.len(), 7, "{p:#?}");
+    }
+
+    #[test]
+    fn strings_copied_into_every_look_are_bounded() {
+        let long = "x".repeat(300);
+        let s = spec(&format!(
+            r#"{{"name":"{long}","service":"{long}","baseline":"v1","canary":"v2",
+                "actions":[{{"type":"webhook","url":"http://127.0.0.1:9/{}","secret":"{}"}}]}}"#,
+            "h".repeat(2100),
+            "s".repeat(70_000),
+        ))
+        .unwrap();
+        let p = s.problems();
+        for what in ["`name`", "`service`", "actions[0].url", "actions[0].secret"] {
+            assert!(
+                p.iter()
+                    .any(|x| x.starts_with(what) || x.contains(&format!("{what} is"))),
+                "{what}: {p:#?}"
+            );
+        }
+        let flagger = spec(&format!(
+            r#"{{"service":"{long}","flagger":{{"namespace":"shop","name":"{long}"}}}}"#
+        ))
+        .unwrap();
+        let p = flagger.problems();
+        assert_eq!(p.len(), 2, "{p:#?}");
     }
 
     #[test]

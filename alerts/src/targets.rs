@@ -92,6 +92,15 @@ impl AllowedTargets {
                 "target {url} carries user information (…@): refused, it would make the host of its prefix a user name"
             ));
         }
+        // The path the client will send: `..` segments (also as `%2e%2e`
+        // or after a backslash) are resolved by the parser, so the raw
+        // string alone would let "https://h/hooks/../admin" through.
+        if !parsed.as_str().starts_with(prefix.as_str()) {
+            return Some(format!(
+                "target {url} is {}, which is not under {prefix} (write the URL in its normal form)",
+                parsed.as_str()
+            ));
+        }
         let host = parsed.host_str()?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host_of(prefix).is_some_and(|h| !h.eq_ignore_ascii_case(host)) {
@@ -171,6 +180,16 @@ mod tests {
             None,
             "named explicitly"
         );
+        // Dot segments are resolved before the prefix is checked.
+        for url in [
+            "https://deployer.example/hooks/../admin/deploy",
+            "https://deployer.example/hooks/%2e%2e/admin",
+            "https://deployer.example/hooks\\..\\admin",
+        ] {
+            let why = a.refuse(url).unwrap_or_default();
+            assert!(why.contains("not under"), "{url}: {why}");
+        }
+        assert_eq!(a.refuse("https://deployer.example/hooks/a/../b"), None);
         let b = AllowedTargets(vec!["http://".into()]);
         assert!(!b.problems().is_empty(), "no host");
         let c = AllowedTargets(vec!["http://169.254.169.254.nip.io/".into()]);

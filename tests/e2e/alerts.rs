@@ -270,6 +270,25 @@ fn bad_canary_is_rolled_back_once_and_an_aa_pair_is_left_alone() {
     assert_eq!(status, 200);
     assert_eq!(get(&s, &format!("/api/v1/rollouts/{aa}")).0, 404);
     assert_eq!(delete(&s, &format!("/api/v1/rollouts/{aa}")).0, 404);
+
+    // Strings a rollout copies into every look are bounded, and so is the body.
+    let (status, v) = post(
+        &s,
+        "/api/v1/rollouts",
+        &json!({"service": "s".repeat(2000), "baseline": "v1", "canary": "v2"}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("2000 bytes long"),
+        "{v}"
+    );
+    let huge = json!({"service": "s".repeat(300 << 10), "baseline": "v1", "canary": "v2"});
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/rollouts", s.api))
+        .json(&huge)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
     s.stop();
 }
 

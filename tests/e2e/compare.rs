@@ -143,7 +143,7 @@ fn regressed_canary_fails_and_identical_versions_pass() {
     // Malformed requests: 400 with every problem named.
     let (status, e) = get(
         &s,
-        "/api/v1/compare?baseline=v1&canary=v2&by=colour&from=yesterday",
+        "/api/v1/compare?baseline=v1&canary=v1&by=colour&from=yesterday",
     );
     assert_eq!(status, 400);
     let msg = e["error"].as_str().unwrap();
@@ -151,11 +151,17 @@ fn regressed_canary_fails_and_identical_versions_pass() {
         "`service` is required",
         "colour",
         "`from` must be an RFC 3339",
+        "baseline and canary are the same",
     ] {
         assert!(msg.contains(needle), "{needle} not in {msg}");
     }
     let (status, _) = get(&s, "/api/v1/verdict?service=cart");
     assert_eq!(status, 400);
+    let (status, e) = get(
+        &s,
+        "/api/v1/charts?service=checkout&baseline=v1&canary=v2&step_secs=10000000000",
+    );
+    assert_eq!(status, 400, "{e}");
 
     // A window that holds nothing: no data, inconclusive.
     let (status, c) = get(

@@ -15,6 +15,9 @@ use graylens_analyzer::{compare as run_compare, By, Comparison, Error, Selector}
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The longest chart bin (`step_secs`): a year.
+const MAX_STEP_SECS: u64 = 366 * 86_400;
+
 /// Query parameters shared by both endpoints.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,13 +76,15 @@ impl Params {
             from,
             to,
         };
-        if problems.is_empty() {
-            problems = sel.problems();
+        // Every problem at once, each named once.
+        for p in sel.problems() {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
         }
         if problems.is_empty() {
             Ok(sel)
         } else {
-            problems.dedup();
             Err(ApiError(StatusCode::BAD_REQUEST, problems.join("; ")))
         }
     }
@@ -191,6 +196,12 @@ pub(crate) async fn charts(
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
                 "`step_secs` must be at least 1".into(),
+            ))
+        }
+        Some(s) if s > MAX_STEP_SECS => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`step_secs` = {s} is longer than a year ({MAX_STEP_SECS})"),
             ))
         }
         Some(s) => s,

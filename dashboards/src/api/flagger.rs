@@ -58,7 +58,7 @@ async fn inner(
             format!("unknown Flagger hook {name:?}; known: {}", known.join(", ")),
         )
     })?;
-    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::body)?;
     // Bounded: names as Kubernetes allows them, a checksum, a few metadata entries.
     let too_long = [
         ("name", &req.name, 253),

@@ -44,6 +44,9 @@ pub struct ApiState {
     pub local_only: bool,
 }
 
+/// The largest request body the API reads (256 KiB): 413 beyond.
+pub const API_BODY_LIMIT: usize = 256 << 10;
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
@@ -65,6 +68,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/query", get(prom::query).post(prom::query_form))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::ui::router())
+        // Rollouts, SQL and hook bodies are small; axum's default is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
@@ -91,6 +96,18 @@ struct SqlRequest {
 
 /// An API error mapped to its status in one place.
 pub(crate) struct ApiError(StatusCode, String);
+
+impl ApiError {
+    /// A JSON body that could not be read: 413 past `API_BODY_LIMIT`, 400
+    /// for anything else (wrong content type, bad JSON, unknown fields).
+    pub(crate) fn body(e: JsonRejection) -> Self {
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, e.body_text())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -134,7 +151,7 @@ async fn sql(
     State(st): State<ApiState>,
     body: Result<Json<SqlRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::body)?;
     let tables = st.tables.clone();
     let out = on_query_runtime(&st, async move { tables.query(&req.sql).await }).await??;
     Ok(Json(out).into_response())

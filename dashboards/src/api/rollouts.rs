@@ -57,7 +57,7 @@ pub(crate) async fn create(
     State(st): State<ApiState>,
     body: Result<Json<RolloutSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(spec) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(spec) = body.map_err(ApiError::body)?;
     let paths: Vec<String> = spec
         .actions
         .iter()
