@@ -44,21 +44,32 @@ impl Store {
                     .flat_map(|t| &t.segments)
                     .map(|g| g.bytes)
                     .sum();
-                while total > self.cfg.max_disk_bytes {
-                    let oldest = tables
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(i, t)| {
-                            t.segments
-                                .iter()
-                                .enumerate()
-                                .map(move |(j, g)| ((g.arrival_ms, g.max_ns), i, j))
-                        })
-                        .min();
-                    let Some((_, i, j)) = oldest else { break };
-                    let g = tables[i].segments.remove(j);
-                    total -= g.bytes;
-                    doomed.push(g.key);
+                // Oldest first, sorted once (not searched again for each
+                // segment removed, which was quadratic after a lower limit).
+                let mut by_age: Vec<((i64, i64), usize, &str, u64)> = tables
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, t)| {
+                        t.segments
+                            .iter()
+                            .map(move |g| ((g.arrival_ms, g.max_ns), i, g.key.as_str(), g.bytes))
+                    })
+                    .collect();
+                by_age.sort_unstable();
+                let mut over: Vec<std::collections::HashSet<String>> =
+                    vec![Default::default(); tables.len()];
+                for (_, i, key, bytes) in by_age {
+                    if total <= self.cfg.max_disk_bytes {
+                        break;
+                    }
+                    total -= bytes;
+                    over[i].insert(key.to_string());
+                }
+                for (t, over) in tables.iter_mut().zip(over) {
+                    if !over.is_empty() {
+                        t.segments.retain(|g| !over.contains(&g.key));
+                        doomed.extend(over);
+                    }
                 }
             }
         }

@@ -130,7 +130,7 @@ async fn retention_counts_from_arrival_not_from_client_timestamps() {
     let total = store.disk_bytes();
     let one = total / 3;
     let store = Store::open(StoreConfig {
-        max_disk_bytes: total - one / 2,
+        max_disk_bytes: total - one - one / 2,
         ..cfg(dir.path())
     })
     .unwrap();
@@ -143,8 +143,8 @@ async fn retention_counts_from_arrival_not_from_client_timestamps() {
         .rows;
     assert_eq!(
         rows,
-        vec![vec![json!("v1")], vec![json!("v2")]],
-        "the oldest segment goes first"
+        vec![vec![json!("v2")]],
+        "the oldest segments go first, as many as the limit needs"
     );
 }
 
