@@ -461,6 +461,10 @@ impl Alerts {
     /// `stop`, and delivers actions meanwhile.
     pub async fn run(self, stop: CancellationToken) {
         let mut deliver = tokio::spawn(crate::deliver::run(self.clone(), stop.clone()));
+        // A panic in the judging path unwinds through here and the
+        // supervisor starts `run` again, with a delivery loop of its own:
+        // this one must not live on beside it (every delivery twice).
+        let _deliver_guard = AbortOnDrop(deliver.abort_handle());
         let mut tick = tokio::time::interval(self.inner.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let period = self
@@ -524,6 +528,15 @@ pub fn config_id(spec: &RolloutSpec) -> String {
         })
         .collect();
     format!("config-{safe}")
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use graylens_analyzer::Decision;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// Evaluations kept per rollout (an hour at the default 10 s interval).
+/// Evaluations kept per rollout (six minutes of looks at the default 1 s
+/// interval; transitions, with their reasons, are kept apart).
 pub const HISTORY_LIMIT: usize = 360;
 /// Flagger hook calls kept per rollout.
 pub const CALLS_LIMIT: usize = 200;
