@@ -79,12 +79,49 @@ pub(crate) struct ResourceView<'a> {
     pub id: u32,
     pub attribution: ResourceAttribution,
     pub attrs: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    /// Resource attribute entries its records may still repeat (see
+    /// [`ResourceView::charge`]).
+    entries_left: std::cell::Cell<usize>,
+}
+
+/// Why a record is refused when its resource's attributes, repeated on
+/// every record, would outgrow the request.
+pub const RESOURCE_TOO_WIDE: &str = "whose resource attributes, repeated on every record, exceed 8 per byte of the resource's message plus 4096 (send fewer resource attributes per record)";
+
+/// Resource attribute entries (9 bytes each in memory) its records may
+/// repeat: 8 per byte of the resource's message (72 bytes of memory per
+/// byte received), plus 4096. A real record is tens of bytes for each few
+/// resource attributes; 16,384 empty records under 16,384 attributes
+/// (65 KB) would otherwise need 2.3 GB.
+fn entry_budget(message_bytes: usize) -> usize {
+    message_bytes.saturating_mul(8).saturating_add(4096)
 }
 
 impl<'a> ResourceView<'a> {
-    pub fn from_wire(id: u32, kvs: &[Kv<'a>], ctx: &Ctx<'_>, cuts: &mut u64) -> Self {
+    /// Takes one record's share of the budget: `false` when the record
+    /// must be refused ([`RESOURCE_TOO_WIDE`]). Call before pushing any of
+    /// its columns.
+    pub fn charge(&self) -> bool {
+        let (k, left) = (self.attrs.len(), self.entries_left.get());
+        if k > left {
+            return false;
+        }
+        self.entries_left.set(left - k);
+        true
+    }
+
+    /// `message_bytes`: the size of the resource's message (the resource
+    /// and every record under it) on the wire.
+    pub fn from_wire(
+        id: u32,
+        kvs: &[Kv<'a>],
+        message_bytes: usize,
+        ctx: &Ctx<'_>,
+        cuts: &mut u64,
+    ) -> Self {
         let max = ctx.max_value();
         ResourceView {
+            entries_left: entry_budget(message_bytes).into(),
             id,
             attribution: ctx.attributor.resource(kvs),
             attrs: kvs
@@ -99,9 +136,16 @@ impl<'a> ResourceView<'a> {
         }
     }
 
-    pub fn from_prost(id: u32, kvs: &'a [KeyValue], ctx: &Ctx<'_>, cuts: &mut u64) -> Self {
+    pub fn from_prost(
+        id: u32,
+        kvs: &'a [KeyValue],
+        message_bytes: usize,
+        ctx: &Ctx<'_>,
+        cuts: &mut u64,
+    ) -> Self {
         let max = ctx.max_value();
         ResourceView {
+            entries_left: entry_budget(message_bytes).into(),
             id,
             attribution: ctx.attributor.resource(kvs),
             attrs: kvs

@@ -8,7 +8,7 @@
 
 use super::columns::{
     identity_problem, ns, truncate, truncate_cow, utc, utc_opt, AttributionCols, AttrsCol, Columns,
-    Ctx, IdCol, PerService, ResourceView, TOO_MANY_SERVICES,
+    Ctx, IdCol, PerService, ResourceView, RESOURCE_TOO_WIDE, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
@@ -128,7 +128,8 @@ impl<'c, 'a> Walk<'c, 'a> {
         let mut kvs = Vec::new();
         read_resource(buf, &NAMES, &mut kvs)?;
         self.resources += 1;
-        let res = ResourceView::from_wire(self.resources, &kvs, self.ctx, &mut self.cuts);
+        let res =
+            ResourceView::from_wire(self.resources, &kvs, buf.len(), self.ctx, &mut self.cuts);
         each_child(buf, NAMES.scopes, |scope| self.scope_logs(scope, &res))
     }
 
@@ -194,6 +195,10 @@ impl<'c, 'a> Walk<'c, 'a> {
         let who = self.ctx.attributor.record_ref(&res.attribution, attrs);
         if let Some(reason) = identity_problem(&who) {
             self.rej.add(reason, 1);
+            return Ok(());
+        }
+        if !res.charge() {
+            self.rej.add(RESOURCE_TOO_WIDE, 1);
             return Ok(());
         }
         let max = self.ctx.max_value();
@@ -320,6 +325,73 @@ mod tests {
         assert_eq!(svc.as_string::<i32>().value(2), "api");
         let body = b.column_by_name("body").unwrap();
         assert!(body.is_null(0), "absent body is NULL, not empty");
+    }
+
+    #[test]
+    fn resource_attributes_repeated_beyond_the_request_refuse_records() {
+        let a = Attributor::new(AttributionConfig::default());
+        let limits = LimitsConfig::default();
+        let ctx = Ctx {
+            attributor: &a,
+            limits: &limits,
+            received_ns: 99,
+        };
+        let with_resource = |attrs: usize, records: usize| {
+            let mut attributes = vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue("api".into())),
+                }),
+                ..Default::default()
+            }];
+            attributes.extend((0..attrs).map(|i| KeyValue {
+                key: format!("k{i}"),
+                ..Default::default()
+            }));
+            ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: Some(Resource {
+                        attributes,
+                        ..Default::default()
+                    }),
+                    scope_logs: vec![ScopeLogs {
+                        log_records: vec![LogRecord::default(); records],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec()
+        };
+        // 4,000 attributes on 4,000 empty records (about 40 KB): 16 million
+        // entries (144 MB) unbounded; within the budget only a few records.
+        let body = with_resource(4000, 4000);
+        let out = logs_from_protobuf(&body, &ctx).unwrap();
+        let kept = out.rows() as u64;
+        assert_eq!(kept + out.rejections.total(), 4000);
+        assert!(kept * 4001 <= 8 * body.len() as u64 + 4096, "{kept} kept");
+        assert!(kept > 0);
+        assert!(out
+            .rejections
+            .message("log records")
+            .unwrap()
+            .contains("resource attributes, repeated on every record"));
+        // What SDKs and Collectors send is far inside it: 40 attributes
+        // on 512 records of nothing but a timestamp.
+        let recs = vec![
+            LogRecord {
+                time_unix_nano: 5,
+                ..Default::default()
+            };
+            512
+        ];
+        let mut body = with_resource(40, 0);
+        let full = ExportLogsServiceRequest::decode(body.as_slice()).unwrap();
+        let mut full = full;
+        full.resource_logs[0].scope_logs[0].log_records = recs;
+        body = full.encode_to_vec();
+        let out = logs_from_protobuf(&body, &ctx).unwrap();
+        assert_eq!((out.rows(), out.rejections.total()), (512, 0));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::columns::{
     identity_problem, ns, truncate, utc_built, AttributionCols, AttrsCol, Columns, Ctx, PerService,
-    ResourceView, TOO_MANY_SERVICES,
+    ResourceView, RESOURCE_TOO_WIDE, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::{Converted, Rejections};
@@ -250,7 +250,13 @@ pub fn metrics_to_batches(
             .as_ref()
             .map(|r| r.attributes.as_slice())
             .unwrap_or(&[]);
-        let res = ResourceView::from_prost(i as u32, resource, ctx, &mut cuts);
+        let res = ResourceView::from_prost(
+            i as u32,
+            resource,
+            prost::Message::encoded_len(rm),
+            ctx,
+            &mut cuts,
+        );
         for sm in &rm.scope_metrics {
             let scope = sm.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
             for m in &sm.metrics {
@@ -268,6 +274,10 @@ pub fn metrics_to_batches(
                         let who = ctx.attributor.record_ref(&res.attribution, p.attrs);
                         if let Some(reason) = identity_problem(&who) {
                             rej.add(reason, 1);
+                            return;
+                        }
+                        if !res.charge() {
+                            rej.add(RESOURCE_TOO_WIDE, 1);
                             return;
                         }
                         let names = Names {

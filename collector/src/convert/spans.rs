@@ -9,7 +9,7 @@
 
 use super::columns::{
     identity_problem, ns, truncate, utc, AttributionCols, AttrsCol, Columns, Ctx, IdCol,
-    PerService, ResourceView, TOO_MANY_SERVICES,
+    PerService, ResourceView, RESOURCE_TOO_WIDE, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
@@ -149,7 +149,8 @@ impl<'c, 'a> Walk<'c, 'a> {
         let mut kvs = Vec::new();
         read_resource(buf, &NAMES, &mut kvs)?;
         self.resources += 1;
-        let res = ResourceView::from_wire(self.resources, &kvs, self.ctx, &mut self.cuts);
+        let res =
+            ResourceView::from_wire(self.resources, &kvs, buf.len(), self.ctx, &mut self.cuts);
         each_child(buf, NAMES.scopes, |scope| self.scope_spans(scope, &res))
     }
 
@@ -203,6 +204,10 @@ impl<'c, 'a> Walk<'c, 'a> {
         let who = self.ctx.attributor.record_ref(&res.attribution, attrs);
         if let Some(reason) = identity_problem(&who) {
             self.rej.add(reason, 1);
+            return Ok(());
+        }
+        if !res.charge() {
+            self.rej.add(RESOURCE_TOO_WIDE, 1);
             return Ok(());
         }
         let max = self.ctx.max_value();
