@@ -2,14 +2,17 @@
 //! in the object store, and one actor per rollout chosen by a lease.
 //!
 //! ```text
-//!  {prefix}/rollouts/{id}.json   the rollout: spec, state, outbox (the registry)
+//!  {prefix}/rollouts/{id}.json   the rollout: spec, state, outbox (the registry),
+//!                                or its tombstone once deleted (kept 7 days)
 //!  {prefix}/leases/{id}.json     {"node", "until_ms"}: the node that acts for it
 //!
 //!  every lease/3, and when a rollout changed here (Alerts::sync_registry):
 //!    push    rollouts changed here, if the registry still has the version read
 //!            (a conflict: the registry's is adopted, the change here dropped)
-//!    delete  rollouts deleted here
-//!    adopt   rollouts new or changed elsewhere; drop those deleted elsewhere
+//!    delete  rollouts deleted here: their tombstone replaces them
+//!    adopt   rollouts new or changed elsewhere; drop those with a tombstone
+//!            (a holder still judging one, or a node that loads it from its
+//!            disk after being down, would otherwise write it back)
 //!    leases  keep; renew with a third left; take one that expired — each a
 //!            conditional write (create-if-absent, update-if-ETag-matches)
 //!  acting:   only the holder applies verdicts and sends deliveries, and only once
@@ -38,6 +41,22 @@ struct Lease {
     node: String,
     until_ms: i64,
 }
+
+/// What `rollouts/{id}.json` holds once the rollout was deleted, for
+/// `TOMBSTONE_TTL_MS`: a node still holding the rollout (judging it, or
+/// loading it from its disk after being down) drops it instead of writing
+/// it back, which a removed object would have let it do.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tombstone {
+    id: String,
+    deleted_at_ms: i64,
+}
+
+/// How long a deleted rollout's tombstone stays in the registry (7 days);
+/// a node down for longer brings back, from its disk, rollouts deleted
+/// meanwhile.
+const TOMBSTONE_TTL_MS: i64 = 7 * 24 * 3_600_000;
 
 /// What this node knows of a lease.
 #[derive(Debug, Clone)]
@@ -321,7 +340,12 @@ impl Alerts {
         }
         let tombstones: Vec<String> = sh.state().tombstones.iter().cloned().collect();
         for id in tombstones {
-            sh.remote.delete_async(&rollout_key(&id)).await?;
+            let gone = Tombstone {
+                id: id.clone(),
+                deleted_at_ms: now_ms(),
+            };
+            let body = serde_json::to_vec(&gone).expect("a tombstone serializes");
+            sh.remote.put_async(&rollout_key(&id), body).await?;
             sh.remote.delete_async(&lease_key(&id)).await?;
             let mut s = sh.state();
             s.tombstones.remove(&id);
@@ -341,8 +365,11 @@ impl Alerts {
         for (id, tag) in &listed {
             let seen = {
                 let s = sh.state();
+                // Changed here since the version read: pushed next time.
+                // Without a version (a push that failed) it is read again.
+                let changed_here = s.dirty.contains(id) && s.versions.contains_key(id);
                 s.tombstones.contains(id)
-                    || s.dirty.contains(id)
+                    || changed_here
                     || (tag.is_some()
                         && s.versions.get(id).and_then(|v| v.e_tag.as_ref()) == tag.as_ref())
             };
@@ -352,6 +379,10 @@ impl Alerts {
             let Some((body, v)) = sh.remote.get_versioned(&rollout_key(id)).await? else {
                 continue;
             };
+            if let Ok(gone) = serde_json::from_slice::<Tombstone>(&body) {
+                self.drop_deleted(sh, id, &gone, v).await?;
+                continue;
+            }
             let theirs: Rollout = match serde_json::from_slice(&body) {
                 Ok(r) => r,
                 Err(e) => {
@@ -374,6 +405,36 @@ impl Alerts {
             } else {
                 sh.mark_dirty(&id);
             }
+        }
+        Ok(())
+    }
+
+    /// A rollout deleted on some node: gone here too (its pending
+    /// deliveries with it), and its tombstone removed once old enough.
+    async fn drop_deleted(
+        &self,
+        sh: &Shared,
+        id: &str,
+        gone: &Tombstone,
+        v: UpdateVersion,
+    ) -> graylens_analyzer::Result<()> {
+        {
+            let mut s = sh.state();
+            s.dirty.remove(id);
+            s.versions.insert(id.to_string(), v);
+        }
+        {
+            let mut map = self.lock();
+            if map.remove(id).is_some() {
+                tracing::info!(rollout = %id, "rollout registry: deleted on another node");
+                if let Err(e) = persist::remove(&self.inner.dir, id) {
+                    tracing::error!(rollout = %id, error = %e, "could not remove the rollout file");
+                }
+                refresh_hints(&self.inner.hints, &map);
+            }
+        }
+        if now_ms() - gone.deleted_at_ms > TOMBSTONE_TTL_MS {
+            sh.remote.delete_async(&rollout_key(&gone.id)).await?;
         }
         Ok(())
     }

@@ -322,6 +322,15 @@ impl Remote {
             .collect())
     }
 
+    /// [`Remote::put`] from async code.
+    pub async fn put_async(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        self.run(async move { store.put(&path, PutPayload::from(bytes)).await })
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Storage(format!("writing {key}: {e}")))
+    }
+
     /// [`Remote::delete`] from async code.
     pub async fn delete_async(&self, key: &str) -> Result<()> {
         let (store, path) = (self.store.clone(), self.path(key)?);

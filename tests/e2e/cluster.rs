@@ -372,6 +372,38 @@ fn one_node_acts_for_a_rollout_and_another_takes_over_when_it_dies() {
     let (k, n) = keys(&hook, "/r1");
     assert_eq!((k.len(), n), (1, 1), "one delivery of one action: {k:?}");
 
+    // A rollout still judged (no data yet), deleted on the node that does
+    // not act for it: gone on both, and its actor does not write it back.
+    let idle = register(&nodes[0].1, "idle", &hook.url("/idle"));
+    let shown = wait_rollout(&nodes[1].1, &idle, "B to see it", |r| {
+        r["actor"].is_string()
+    });
+    let other = nodes
+        .iter()
+        .find(|(id, _)| shown["actor"] != id.as_str())
+        .map(|(_, s)| s)
+        .unwrap();
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/api/v1/rollouts/{idle}", other.api))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let gone_everywhere = || {
+        nodes
+            .iter()
+            .all(|(_, s)| get(s, &format!("/api/v1/rollouts/{idle}")).0 == 404)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gone_everywhere() {
+        assert!(Instant::now() < deadline, "deleted rollout still shown");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert!(gone_everywhere(), "a deleted rollout came back");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
     // The actor dies with the rollback decided but not delivered (the
     // receiver is down): the other node takes over and delivers it, under
     // the same Idempotency-Key.
