@@ -204,15 +204,25 @@ where
 /// RESOURCE_EXHAUSTED. Our handlers never answer OUT_OF_RANGE, so any such
 /// trailers-only answer is tonic's size check and is rewritten here.
 fn size_status<B>(mut resp: http::Response<B>) -> http::Response<B> {
-    let out_of_range = (Code::OutOfRange as i32).to_string();
-    if resp
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
+    let code = |c: Code| (c as i32).to_string();
+    let status = resp.headers().get("grpc-status").map(|v| v.as_bytes());
+    let to = if status == Some(code(Code::OutOfRange).as_bytes()) {
+        Some(Code::ResourceExhausted)
+    } else if status == Some(code(Code::Internal).as_bytes())
+        && resp.headers().get("grpc-message").is_some_and(|m| {
+            // tonic's message for a body that does not inflate, percent-encoded.
+            let m = m.as_bytes();
+            m.starts_with(b"Error%20decompressing") || m.starts_with(b"Error decompressing")
+        })
     {
-        let exhausted = (Code::ResourceExhausted as i32).to_string();
+        // Bad gzip is the client's fault, as over HTTP (400): not retried.
+        Some(Code::InvalidArgument)
+    } else {
+        None
+    };
+    if let Some(to) = to {
         resp.headers_mut()
-            .insert("grpc-status", exhausted.parse().expect("digits"));
+            .insert("grpc-status", code(to).parse().expect("digits"));
     }
     resp
 }
@@ -312,4 +322,37 @@ fn tls_incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Code, message: &str) -> String {
+        let resp = http::Response::builder()
+            .header("grpc-status", (code as i32).to_string())
+            .header("grpc-message", message)
+            .body(())
+            .unwrap();
+        let out = size_status(resp);
+        out.headers()["grpc-status"].to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn size_and_bad_gzip_get_the_codes_of_their_http_answers() {
+        let want = |c: Code| (c as i32).to_string();
+        assert_eq!(
+            status(Code::OutOfRange, "too big"),
+            want(Code::ResourceExhausted)
+        );
+        assert_eq!(
+            status(
+                Code::Internal,
+                "Error%20decompressing:%20invalid%20gzip%20header,%20while%20sending%20request"
+            ),
+            want(Code::InvalidArgument)
+        );
+        assert_eq!(status(Code::Internal, "store failed"), want(Code::Internal));
+        assert_eq!(status(Code::Unavailable, "x"), want(Code::Unavailable));
+    }
 }
