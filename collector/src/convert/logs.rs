@@ -336,36 +336,19 @@ mod tests {
             limits: &limits,
             received_ns: 99,
         };
-        let with_resource = |attrs: usize, records: usize| {
-            let mut attributes = vec![KeyValue {
-                key: "service.name".into(),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue("api".into())),
-                }),
-                ..Default::default()
-            }];
-            attributes.extend((0..attrs).map(|i| KeyValue {
+        // `req`'s request, its resource given `attrs` more attributes.
+        let with_resource = |attrs: usize, records: Vec<LogRecord>| {
+            let mut r = ExportLogsServiceRequest::decode(req(records).as_slice()).unwrap();
+            let res = r.resource_logs[0].resource.as_mut().unwrap();
+            res.attributes.extend((0..attrs).map(|i| KeyValue {
                 key: format!("k{i}"),
                 ..Default::default()
             }));
-            ExportLogsServiceRequest {
-                resource_logs: vec![ResourceLogs {
-                    resource: Some(Resource {
-                        attributes,
-                        ..Default::default()
-                    }),
-                    scope_logs: vec![ScopeLogs {
-                        log_records: vec![LogRecord::default(); records],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            }
-            .encode_to_vec()
+            r.encode_to_vec()
         };
         // 4,000 attributes on 4,000 empty records (about 40 KB): 16 million
         // entries (144 MB) unbounded; within the budget only a few records.
-        let body = with_resource(4000, 4000);
+        let body = with_resource(4000, vec![LogRecord::default(); 4000]);
         let out = logs_from_protobuf(&body, &ctx).unwrap();
         let kept = out.rows() as u64;
         assert_eq!(kept + out.rejections.total(), 4000);
@@ -378,19 +361,11 @@ mod tests {
             .contains("resource attributes, repeated on every record"));
         // What SDKs and Collectors send is far inside it: 40 attributes
         // on 512 records of nothing but a timestamp.
-        let recs = vec![
-            LogRecord {
-                time_unix_nano: 5,
-                ..Default::default()
-            };
-            512
-        ];
-        let mut body = with_resource(40, 0);
-        let full = ExportLogsServiceRequest::decode(body.as_slice()).unwrap();
-        let mut full = full;
-        full.resource_logs[0].scope_logs[0].log_records = recs;
-        body = full.encode_to_vec();
-        let out = logs_from_protobuf(&body, &ctx).unwrap();
+        let stamped = LogRecord {
+            time_unix_nano: 5,
+            ..Default::default()
+        };
+        let out = logs_from_protobuf(&with_resource(40, vec![stamped; 512]), &ctx).unwrap();
         assert_eq!((out.rows(), out.rejections.total()), (512, 0));
     }
 
