@@ -258,6 +258,14 @@ async fn read<R: ExportRequest>(
     let payload = match fmt {
         Format::Protobuf => bytes,
         Format::Json => {
+            let need = bytes.len() + json_decode_bytes(&bytes);
+            if held.limit().is_some_and(|l| need as u64 > l / 2) {
+                // Never fits beside other requests: not worth a retry.
+                return Err(IngestError::TooLarge(format!(
+                    "this OTLP/JSON body could take {need} bytes to decode, more than half of limits.memory_bytes; send smaller batches"
+                )));
+            }
+            held.resize(need)?;
             let pb = json_to_protobuf::<R>(&bytes)?;
             held.resize(bytes.len() + pb.len())?;
             drop(bytes);
@@ -266,6 +274,19 @@ async fn read<R: ExportRequest>(
     };
     held.resize(payload.len())?;
     Ok((payload, held))
+}
+
+/// What decoding a JSON body may hold before it is protobuf again: a
+/// generated struct (or a `serde_json::Value`) of up to about 320 bytes for
+/// every object, counted by its `{` (braces in strings count too: an
+/// overestimate). 64 MiB of `{},` in a span list would be 6 GB of empty
+/// spans: reserved first, so refused (413 when it could never fit, 503
+/// while memory is short) instead of allocated.
+fn json_decode_bytes(json: &[u8]) -> usize {
+    json.iter()
+        .filter(|&&b| b == b'{')
+        .count()
+        .saturating_mul(320)
 }
 
 /// Reads the rest of a refused body without keeping it, up to `max` bytes
@@ -478,5 +499,30 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(memory.used(), 0, "nothing held once the store dropped it");
+    }
+
+    #[tokio::test]
+    async fn what_json_decodes_to_is_reserved_before_decoding() {
+        let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
+        let (ing, _) = ingestor(pipeline, 8 << 20);
+        let app = router(ing, 1 << 20, 3, crate::auth::Auth::disabled());
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                c.finish(Ok(()));
+            }
+        });
+        // 300 KB of empty spans: 100,000 structs (about 26 MB) if decoded.
+        let spans = vec!["{}"; 100_000].join(",");
+        let body = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
+        let bomb = Request::post("/v1/traces")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let r = app.clone().oneshot(bomb).await.unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            app.oneshot(request()).await.unwrap().status(),
+            StatusCode::OK
+        );
     }
 }
