@@ -75,6 +75,9 @@ struct State {
     dirty: HashSet<String>,
     /// Deleted here, still in the registry.
     tombstones: HashSet<String>,
+    /// Tombstones seen in the registry, and when they were written (ms):
+    /// removed from it once older than `TOMBSTONE_TTL_MS`.
+    deleted: HashMap<String, i64>,
 }
 
 /// This node's side of the shared registry.
@@ -392,6 +395,7 @@ impl Alerts {
             };
             self.adopt(sh, theirs, v);
         }
+        self.expire_tombstones(sh, &listed).await?;
         // Deleted elsewhere (was in the registry), or never pushed (push it).
         let local: Vec<String> = self.lock().keys().cloned().collect();
         for id in local.into_iter().filter(|id| !listed.contains_key(id)) {
@@ -410,7 +414,9 @@ impl Alerts {
     }
 
     /// A rollout deleted on some node: gone here too (its pending
-    /// deliveries with it), and its tombstone removed once old enough.
+    /// deliveries with it), unless the rollout here was created after the
+    /// delete (declared again in a config file, say): then it is a new one,
+    /// written over the tombstone.
     async fn drop_deleted(
         &self,
         sh: &Shared,
@@ -418,23 +424,57 @@ impl Alerts {
         gone: &Tombstone,
         v: UpdateVersion,
     ) -> graylens_analyzer::Result<()> {
-        {
-            let mut s = sh.state();
-            s.dirty.remove(id);
-            s.versions.insert(id.to_string(), v);
-        }
-        {
+        let newer = {
             let mut map = self.lock();
-            if map.remove(id).is_some() {
+            let newer = map
+                .get(id)
+                .is_some_and(|r| r.created_at.timestamp_millis() > gone.deleted_at_ms);
+            let mut s = sh.state();
+            s.versions.insert(id.to_string(), v);
+            if newer {
+                s.dirty.insert(id.to_string());
+            } else {
+                s.dirty.remove(id);
+                s.deleted.insert(id.to_string(), gone.deleted_at_ms);
+            }
+            drop(s);
+            if !newer && map.remove(id).is_some() {
                 tracing::info!(rollout = %id, "rollout registry: deleted on another node");
                 if let Err(e) = persist::remove(&self.inner.dir, id) {
                     tracing::error!(rollout = %id, error = %e, "could not remove the rollout file");
                 }
                 refresh_hints(&self.inner.hints, &map);
             }
+            newer
+        };
+        if newer {
+            self.inner.registry_wake.notify_one();
         }
-        if now_ms() - gone.deleted_at_ms > TOMBSTONE_TTL_MS {
-            sh.remote.delete_async(&rollout_key(&gone.id)).await?;
+        Ok(())
+    }
+
+    /// Removes the tombstones older than `TOMBSTONE_TTL_MS` from the
+    /// registry, and forgets those no longer listed.
+    async fn expire_tombstones(
+        &self,
+        sh: &Shared,
+        listed: &HashMap<String, Option<String>>,
+    ) -> graylens_analyzer::Result<()> {
+        let now = now_ms();
+        let old: Vec<String> = {
+            let mut s = sh.state();
+            s.deleted.retain(|id, _| listed.contains_key(id));
+            s.deleted
+                .iter()
+                .filter(|(_, at)| now - **at > TOMBSTONE_TTL_MS)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in old {
+            sh.remote.delete_async(&rollout_key(&id)).await?;
+            let mut s = sh.state();
+            s.deleted.remove(&id);
+            s.versions.remove(&id);
         }
         Ok(())
     }

@@ -94,11 +94,17 @@ impl AllowedTargets {
         }
         // The path the client will send: `..` segments (also as `%2e%2e`
         // or after a backslash) are resolved by the parser, so the raw
-        // string alone would let "https://h/hooks/../admin" through.
-        if !parsed.as_str().starts_with(prefix.as_str()) {
+        // string alone would let "https://h/hooks/../admin" through. The
+        // prefix's path is read by the same parser; scheme, host and port
+        // were matched as written above ("http://10.0.0.7:" has no path).
+        let prefix_path = match reqwest::Url::parse(prefix) {
+            Ok(p) if !prefix.ends_with(':') => p.path().to_string(),
+            _ => String::new(),
+        };
+        if !parsed.path().starts_with(&prefix_path) {
             return Some(format!(
-                "target {url} is {}, which is not under {prefix} (write the URL in its normal form)",
-                parsed.as_str()
+                "target {url} sends path {}, which is not under {prefix}",
+                parsed.path()
             ));
         }
         let host = parsed.host_str()?;
@@ -190,6 +196,20 @@ mod tests {
             assert!(why.contains("not under"), "{url}: {why}");
         }
         assert_eq!(a.refuse("https://deployer.example/hooks/a/../b"), None);
+        // Written forms the parser changes still match: default ports and
+        // upper-case hosts, in the prefix or in the URL.
+        let k8s = AllowedTargets(vec![
+            "https://kubernetes.default.svc:443/".into(),
+            "https://Hooks.Example/in/".into(),
+            "https://api.example:".into(),
+        ]);
+        for url in [
+            "https://kubernetes.default.svc:443/apis/argoproj.io/v1alpha1/x",
+            "https://Hooks.Example/in/x",
+            "https://api.example:443/any/path",
+        ] {
+            assert_eq!(k8s.refuse(url), None, "{url}");
+        }
         let b = AllowedTargets(vec!["http://".into()]);
         assert!(!b.problems().is_empty(), "no host");
         let c = AllowedTargets(vec!["http://169.254.169.254.nip.io/".into()]);

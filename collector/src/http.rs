@@ -259,10 +259,10 @@ async fn read<R: ExportRequest>(
         Format::Protobuf => bytes,
         Format::Json => {
             let need = bytes.len() + json_decode_bytes(&bytes);
-            if held.limit().is_some_and(|l| need as u64 > l / 2) {
-                // Never fits beside other requests: not worth a retry.
+            if held.limit().is_some_and(|l| need as u64 > l) {
+                // Never fits: not worth a retry.
                 return Err(IngestError::TooLarge(format!(
-                    "this OTLP/JSON body could take {need} bytes to decode, more than half of limits.memory_bytes; send smaller batches"
+                    "this OTLP/JSON body could take {need} bytes to decode, more than limits.memory_bytes; send smaller batches"
                 )));
             }
             held.resize(need)?;
@@ -276,17 +276,19 @@ async fn read<R: ExportRequest>(
     Ok((payload, held))
 }
 
-/// What decoding a JSON body may hold before it is protobuf again: a
-/// generated struct (or a `serde_json::Value`) of up to about 320 bytes for
-/// every object, counted by its `{` (braces in strings count too: an
-/// overestimate). 64 MiB of `{},` in a span list would be 6 GB of empty
-/// spans: reserved first, so refused (413 when it could never fit, 503
-/// while memory is short) instead of allocated.
+/// What decoding a JSON body may hold before it is protobuf again: 128
+/// bytes for every object, counted by its `{`. Most objects are attributes
+/// and values (tens of bytes decoded); a span is 264, so a body of nothing
+/// but empty spans is reserved at half its decoded size, which still
+/// refuses it long before it could matter: 64 MiB of `{},` would be 6 GB of
+/// empty spans, reserved first, so refused (413 when it could never fit,
+/// 503 while memory is short) instead of allocated. A typical span with
+/// ten attributes (about 820 bytes of JSON, 23 objects) reserves 2.9 KB.
 fn json_decode_bytes(json: &[u8]) -> usize {
     json.iter()
         .filter(|&&b| b == b'{')
         .count()
-        .saturating_mul(320)
+        .saturating_mul(128)
 }
 
 /// Reads the rest of a refused body without keeping it, up to `max` bytes
@@ -511,7 +513,8 @@ mod tests {
                 c.finish(Ok(()));
             }
         });
-        // 300 KB of empty spans: 100,000 structs (about 26 MB) if decoded.
+        // 300 KB of empty spans: 100,000 structs (about 26 MB) if decoded,
+        // over the 8 MiB limit even as reserved (12.8 MB).
         let spans = vec!["{}"; 100_000].join(",");
         let body = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
         let bomb = Request::post("/v1/traces")

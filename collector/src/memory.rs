@@ -112,13 +112,13 @@ impl Reservation {
         self.bytes
     }
 
-    /// Changes the reserved size to `n`: shrinking always works, growing
-    /// may be refused (then nothing changes).
     /// The limit of the limiter this reservation draws on (`None`: unlimited).
     pub fn limit(&self) -> Option<u64> {
         self.limiter.as_ref().map(|l| l.limit())
     }
 
+    /// Changes the reserved size to `n`: shrinking always works, growing
+    /// may be refused (then nothing changes).
     pub fn resize(&mut self, n: usize) -> Result<(), Exhausted> {
         let n = n as u64;
         let Some(l) = &self.limiter else {

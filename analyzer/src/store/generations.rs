@@ -159,15 +159,16 @@ impl Store {
     /// `flushed_through_ms`) and of every newer one (a sealed generation's
     /// arrival time is when the next one started).
     fn forget_flushed_starts(&self) {
+        // Under the lock `seal` holds throughout (then the tables', as
+        // there): a seal cannot fall between reading the oldest generation
+        // and dropping what is older.
+        let mut starts = self.gen_starts.lock().expect("lock");
         let oldest = self
             .sealed_generations()
             .first()
             .copied()
             .unwrap_or_else(|| self.generation());
-        self.gen_starts
-            .lock()
-            .expect("lock")
-            .retain(|&g, _| g >= oldest);
+        starts.retain(|&g, _| g >= oldest);
     }
 
     /// Seals the open generation and writes every sealed one: for tools and
