@@ -194,6 +194,16 @@ pub(crate) async fn resolve(
     Ok(())
 }
 
+/// The id of the rollout graylens creates for a Flagger canary: the same
+/// on every node, so when a canary's first hooks reach two nodes of a
+/// cluster at once, their rollouts are one in the registry (the second
+/// write finds the first and adopts it) instead of two.
+fn flagger_id(namespace: &str, name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{namespace}/{name}").as_bytes());
+    format!("flagger-{}", hex::encode(&digest[..16]))
+}
+
 impl Alerts {
     /// Answers one Flagger hook call and records it on the rollout, with the
     /// name of the token it came with (`token`, auth on).
@@ -241,8 +251,8 @@ impl Alerts {
                     flagger: Some(target),
                     promote_on_pass: false,
                 };
-                let mut r =
-                    Rollout::new(uuid::Uuid::new_v4().to_string(), Origin::Flagger, spec, now);
+                let id = flagger_id(&req.namespace, &req.name);
+                let mut r = Rollout::new(id, Origin::Flagger, spec, now);
                 r.created_by = token.map(str::to_string);
                 tracing::info!(rollout = %r.id, namespace = %req.namespace, name = %req.name, "Flagger canary seen: watching it");
                 let id = r.id.clone();

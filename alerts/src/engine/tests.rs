@@ -171,6 +171,31 @@ fn a_new_flagger_revision_cancels_what_the_old_one_asked_for() {
     assert!(d.attempts[0].outcome.contains("new canary revision c2"));
 }
 
+#[test]
+fn every_node_names_a_flagger_canary_s_rollout_alike() {
+    let hook = |namespace: &str| crate::flagger::HookRequest {
+        name: "shop".into(),
+        namespace: namespace.into(),
+        phase: "Progressing".into(),
+        checksum: "c1".into(),
+        metadata: Default::default(),
+    };
+    let ids = |namespace: &str| -> Vec<String> {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = open(tmp.path(), &[]);
+        a.flagger_hook(crate::flagger::Hook::Event, &hook(namespace), None);
+        a.flagger_hook(crate::flagger::Hook::Event, &hook(namespace), None);
+        a.list().into_iter().map(|r| r.id).collect()
+    };
+    // Two nodes (two engines) seeing the same canary first: one id, so the
+    // registry holds one rollout for it; another canary gets another.
+    let (node_a, node_b) = (ids("test"), ids("test"));
+    assert_eq!(node_a.len(), 1, "{node_a:?}");
+    assert_eq!(node_a, node_b);
+    assert!(node_a[0].starts_with("flagger-") && node_a[0].len() == 8 + 32);
+    assert_ne!(ids("prod"), node_a);
+}
+
 fn eval(decision: Decision, canary: u64) -> Evaluation {
     Evaluation {
         at: Utc::now(),
