@@ -52,18 +52,16 @@ impl Store {
     /// Every row this node acknowledged before this instant (ms) is in
     /// Parquet: the start of the oldest generation still in memory, or now.
     pub fn flushed_through_ms(&self) -> i64 {
-        let now = now_ms();
-        let mut starts = self.gen_starts.lock().expect("lock");
+        // Under the lock `seal` holds throughout; what is older than the
+        // oldest generation in memory is already gone (each seal and flush
+        // drops it).
+        let starts = self.gen_starts.lock().expect("lock");
         let open = self.generation();
         let oldest = match self.sealed_generations().first() {
             Some(&g) => g,
             None if self.memory_rows_open() > 0 => open,
-            None => {
-                starts.retain(|&g, _| g >= open);
-                return now;
-            }
+            None => return now_ms(),
         };
-        starts.retain(|&g, _| g >= oldest);
         starts.get(&oldest).copied().unwrap_or(0)
     }
 
