@@ -130,12 +130,10 @@ impl Store {
     fn merge(&self, s: Signal, inputs: &[Segment]) -> Result<bool> {
         let cfg = self.config();
         let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(
-            &mut buf,
-            s.schema(),
-            Some(crate::flush::writer_properties()),
-        )
-        .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
+        let schema = s.schema();
+        let props = crate::flush::writer_properties(&schema);
+        let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))
+            .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
         for g in inputs {
             let Some(bytes) = self.read_segment(g)? else {
                 return Ok(false);

@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use crate::remote::Remote;
 use crate::segment::{self, Segment};
 use crate::store::{Hot, StoreConfig};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use datafusion::parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 use graylens_collector::Signal;
@@ -77,10 +77,15 @@ pub(crate) fn write_group(
     })
 }
 
-/// Parquet writer settings: zstd level 1, statistics per column chunk
-/// (enough to prune by time and service), no dictionary for the ids
-/// (unique per row). Dictionary columns stay dictionary-encoded.
-pub(crate) fn writer_properties() -> WriterProperties {
+/// Parquet writer settings for a table of `schema`: zstd level 1, no
+/// dictionary for the ids (unique per row; dictionary columns stay
+/// dictionary-encoded), and statistics per column chunk for the numeric
+/// columns only. Pruning reads the segment names (service, hour) and the
+/// `time` statistics; min and max of a text column cost two string
+/// comparisons per row at every flush and compaction (a quarter of a
+/// flush's CPU, `perf`), and prune nothing here: ids are random, and a
+/// segment holds one service.
+pub(crate) fn writer_properties(schema: &Schema) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid level"),
@@ -89,13 +94,24 @@ pub(crate) fn writer_properties() -> WriterProperties {
     for id in ["trace_id", "span_id", "parent_span_id"] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(id), false);
     }
+    if let Ok(descr) = ArrowSchemaConverter::new().convert(schema) {
+        for c in descr.columns() {
+            if matches!(
+                c.physical_type(),
+                PhysicalType::BYTE_ARRAY | PhysicalType::FIXED_LEN_BYTE_ARRAY
+            ) {
+                props =
+                    props.set_column_statistics_enabled(c.path().clone(), EnabledStatistics::None);
+            }
+        }
+    }
     props.build()
 }
 
 /// Encodes `batches` as one Parquet file in memory.
 pub(crate) fn encode(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(writer_properties()))
+    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(writer_properties(schema)))
         .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
     for b in batches {
         w.write(b)

@@ -10,6 +10,7 @@
 //!  Comparison (the JSON of GET /api/v1/compare)
 //! ```
 
+mod buckets;
 pub mod explain;
 mod kayenta;
 mod lanes;

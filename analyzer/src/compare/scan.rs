@@ -12,12 +12,13 @@
 //! are matched once per dictionary value, not once per row; a batch whose
 //! dictionary lacks the service is skipped whole.
 
+use super::buckets::{absorb, Buckets};
 use super::explain::{count_signature, facet_entry, log_signature, Facet};
 use super::observe::{Observations, Side, Traffic};
 use super::selector::Selector;
-use crate::histogram::{ln_gamma, LogHistogram};
+use crate::histogram::{key_of_ln, LogHistogram};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Int32Type, TimestampNanosecondType};
 use std::collections::{BTreeMap, HashMap};
@@ -28,8 +29,7 @@ use std::sync::Arc;
 struct OpAcc {
     requests: u64,
     errors: u64,
-    /// bucket → (count, min, max); `None` key = values ≤ 0.
-    buckets: hashbrown::HashMap<Option<i32>, (u64, f64, f64)>,
+    buckets: Buckets,
     sum: f64,
     ln_sum: f64,
     ln_sq: f64,
@@ -47,18 +47,11 @@ impl OpAcc {
             self.ln_sum += ln;
             self.ln_sq += ln * ln;
             self.ln_n += 1;
-            Some((ln / ln_gamma()).ceil() as i32)
+            Some(key_of_ln(ln))
         } else {
             None
         };
-        let e = self.buckets.entry(key).or_insert((0, v, v));
-        e.0 += 1;
-        if v < e.1 {
-            e.1 = v;
-        }
-        if v > e.2 {
-            e.2 = v;
-        }
+        absorb(self.buckets.cell(key), 1, v, v);
     }
 
     fn merge(&mut self, o: &OpAcc) {
@@ -68,21 +61,16 @@ impl OpAcc {
         self.ln_sum += o.ln_sum;
         self.ln_sq += o.ln_sq;
         self.ln_n += o.ln_n;
-        for (k, (n, lo, hi)) in &o.buckets {
-            let e = self.buckets.entry(*k).or_insert((0, *lo, *hi));
-            e.0 += n;
-            e.1 = e.1.min(*lo);
-            e.2 = e.2.max(*hi);
+        for (k, &(n, lo, hi)) in o.buckets.iter() {
+            absorb(self.buckets.cell(k), n, lo, hi);
         }
     }
 
     fn traffic(&self) -> Traffic {
         let mut latency = LogHistogram::new();
-        let mut keys: Vec<_> = self.buckets.iter().collect();
-        keys.sort_by_key(|(k, _)| **k);
-        for (k, (n, lo, hi)) in keys {
-            // The histogram keeps only the total sum: add it with the first bucket.
-            latency.add(*k, *n, 0.0, *lo, *hi);
+        for (k, &(n, lo, hi)) in self.buckets.iter() {
+            // The histogram keeps only the total sum, added below.
+            latency.add(k, n, 0.0, lo, hi);
         }
         latency.add_sum(self.sum);
         Traffic {
@@ -138,7 +126,7 @@ impl<'a> Text<'a> {
     }
 
     /// The row's text (`""` when null).
-    #[inline]
+    #[inline(always)]
     fn str(&self, row: usize) -> &'a str {
         match *self {
             Text::Dict(keys, values) => {
@@ -190,7 +178,7 @@ impl Classifier<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, row: usize) -> Option<u8> {
         match self {
             Classifier::Dict(keys, t) => {
@@ -299,7 +287,8 @@ impl Accumulator {
         let time = time.as_primitive::<TimestampNanosecondType>();
         let dur: &Int64Array = dur.as_primitive();
         let kind: &Int32Array = kind.as_primitive();
-        let err: &BooleanArray = err.as_boolean();
+        // Not nullable; the bits, read without a call per row.
+        let err = err.as_boolean().values();
         // Operation of each dictionary value, resolved once per batch.
         let mut dict_ops: Vec<Option<[usize; 2]>> = match &name {
             Text::Dict(_, v) => vec![None; v.len()],
@@ -433,7 +422,7 @@ impl Accumulator {
         for s in &self.sides {
             for (op, acc) in &s.ops {
                 n += op.len() + size_of::<String>() + size_of::<OpAcc>() + 16;
-                n += acc.buckets.capacity() * (size_of::<(Option<i32>, (u64, f64, f64))>() + 1);
+                n += acc.buckets.capacity_bytes();
             }
             for f in &s.facets {
                 n += size_of::<BTreeMap<String, Facet>>();
