@@ -91,9 +91,7 @@ mod tests {
     fn keys_in_any_order_give_the_buckets_of_a_map() {
         let mut b = Buckets::default();
         let mut want: BTreeMap<Option<i32>, Cell> = BTreeMap::new();
-        let keys = [
-            500, 499, 2204, 0, 1000, 7, 499, 2204, -3, 1_000_000, -1_000_000,
-        ];
+        let keys = [500, 499, 2184, 0, 1000, 7, 499, 2184, -3, 100_000, -100_000];
         for (i, k) in keys.iter().enumerate() {
             let key = (i % 4 != 3).then_some(*k);
             let v = i as f64;
