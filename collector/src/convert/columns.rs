@@ -369,7 +369,9 @@ pub(crate) const TOO_MANY_SERVICES: &str =
 pub(crate) struct PerService<C> {
     index: HashMap<String, usize>,
     cols: Vec<C>,
-    last: Option<usize>,
+    /// The service of the last record and its columns: the records of a
+    /// resource come in a run, so a comparison replaces a hash lookup.
+    last: Option<(String, usize)>,
 }
 
 impl<C: Columns> Default for PerService<C> {
@@ -386,19 +388,21 @@ impl<C: Columns> PerService<C> {
     /// The columns of `service`; `None` when it would be service number
     /// `max + 1` of the request (reject its records with [`TOO_MANY_SERVICES`]).
     pub fn get(&mut self, service: &str, max: usize) -> Option<&mut C> {
-        let i = match self.last {
-            Some(i) if self.index.get(service) == Some(&i) => i,
-            _ => match self.index.get(service) {
-                Some(&i) => i,
-                None if self.cols.len() >= max => return None,
-                None => {
-                    self.cols.push(C::default());
-                    self.index.insert(service.to_string(), self.cols.len() - 1);
-                    self.cols.len() - 1
-                }
-            },
+        if let Some((name, i)) = &self.last {
+            if name == service {
+                return Some(&mut self.cols[*i]);
+            }
+        }
+        let i = match self.index.get(service) {
+            Some(&i) => i,
+            None if self.cols.len() >= max => return None,
+            None => {
+                self.cols.push(C::default());
+                self.index.insert(service.to_string(), self.cols.len() - 1);
+                self.cols.len() - 1
+            }
         };
-        self.last = Some(i);
+        self.last = Some((service.to_string(), i));
         Some(&mut self.cols[i])
     }
 
