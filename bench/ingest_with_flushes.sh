@@ -15,4 +15,4 @@ start_graylens '[store]\nflush_rows = 500000' GRAYLENS_LOG=graylens_analyzer=deb
 "$BIN" loadgen --server-pid "$PID" --grpc "$GRPC" --http "$HTTP" --requests "$REQ" \
   | grep -E "payload|decode|end to end"
 kill "$PID"; wait "$PID" || true
-echo "flushes:"; grep "flushed hot" "$WORK/server.log" | sed 's/.*rows=/  rows=/'
+echo "flushes:"; grep "flushed to Parquet" "$WORK/server.log" | sed "s/.*rows=/  rows=/"
