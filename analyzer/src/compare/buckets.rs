@@ -42,26 +42,64 @@ impl Buckets {
         &mut self.cells[i as usize]
     }
 
-    /// Widens the range to hold `k` (with some room beyond it, as keys
-    /// spread a little at a time) and returns its cell.
+    /// Widens the range to hold `k` and returns its cell. A range starts at
+    /// 5 cells and at least doubles toward `k` each time, so a histogram
+    /// of `w` keys is reallocated about log₂ `w` times.
     #[cold]
     fn grow(&mut self, k: i32) -> &mut Cell {
-        const ROOM: i32 = 32;
-        if self.cells.is_empty() {
-            self.base = k.saturating_sub(ROOM);
-            self.cells = vec![(0, 0.0, 0.0); 2 * ROOM as usize + 1];
+        let k64 = i64::from(k);
+        let (lo, hi) = if self.cells.is_empty() {
+            (k64 - 2, k64 + 3)
         } else {
-            let end = self.base as i64 + self.cells.len() as i64;
-            let lo = i64::from(self.base).min(i64::from(k) - i64::from(ROOM));
-            let hi = end.max(i64::from(k) + i64::from(ROOM) + 1);
-            let lo = lo.max(i64::from(i32::MIN));
-            let mut cells = vec![(0, 0.0, 0.0); (hi - lo) as usize];
+            let (b, e) = self.range();
+            let more = (e - b).max(4);
+            if k64 < b {
+                (k64.min(b - more), e)
+            } else {
+                (b, (k64 + 1).max(e + more))
+            }
+        };
+        self.cover(lo, hi);
+        &mut self.cells[(k64 - i64::from(self.base)) as usize]
+    }
+
+    /// Keys `[start, end)` this set has cells for.
+    fn range(&self) -> (i64, i64) {
+        let b = i64::from(self.base);
+        (b, b + self.cells.len() as i64)
+    }
+
+    /// Makes room for keys `[lo, hi)` (and those held already).
+    fn cover(&mut self, lo: i64, hi: i64) {
+        let lo = lo.max(i64::from(i32::MIN));
+        let hi = hi.min(i64::from(i32::MAX) + 1);
+        let (lo, hi) = if self.cells.is_empty() {
+            (lo, hi)
+        } else {
+            let (b, e) = self.range();
+            if lo >= b && hi <= e {
+                return;
+            }
+            (lo.min(b), hi.max(e))
+        };
+        let mut cells = vec![(0, 0.0, 0.0); (hi - lo) as usize];
+        if !self.cells.is_empty() {
             let at = (i64::from(self.base) - lo) as usize;
             cells[at..at + self.cells.len()].copy_from_slice(&self.cells);
-            self.base = lo as i32;
-            self.cells = cells;
         }
-        &mut self.cells[(i64::from(k) - i64::from(self.base)) as usize]
+        self.base = lo as i32;
+        self.cells = cells;
+    }
+
+    /// Adds every bucket of `other`.
+    pub(crate) fn merge(&mut self, other: &Buckets) {
+        if !other.cells.is_empty() {
+            let (lo, hi) = other.range();
+            self.cover(lo, hi);
+        }
+        for (k, &(n, lo, hi)) in other.iter() {
+            absorb(self.cell(k), n, lo, hi);
+        }
     }
 
     /// The buckets holding values, in key order (`None` first).

@@ -61,9 +61,7 @@ impl OpAcc {
         self.ln_sum += o.ln_sum;
         self.ln_sq += o.ln_sq;
         self.ln_n += o.ln_n;
-        for (k, &(n, lo, hi)) in o.buckets.iter() {
-            absorb(self.buckets.cell(k), n, lo, hi);
-        }
+        self.buckets.merge(&o.buckets);
     }
 
     fn traffic(&self) -> Traffic {

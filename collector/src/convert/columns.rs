@@ -402,7 +402,15 @@ impl<C: Columns> PerService<C> {
                 self.cols.len() - 1
             }
         };
-        self.last = Some((service.to_string(), i));
+        // The name's buffer is reused: records may alternate services.
+        match &mut self.last {
+            Some((name, last)) => {
+                name.clear();
+                name.push_str(service);
+                *last = i;
+            }
+            None => self.last = Some((service.to_string(), i)),
+        }
         Some(&mut self.cols[i])
     }
 
