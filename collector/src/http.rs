@@ -528,4 +528,55 @@ mod tests {
             StatusCode::OK
         );
     }
+
+    #[tokio::test]
+    async fn what_protobuf_metrics_decode_to_is_reserved_before_decoding() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric, ExponentialHistogram, ExponentialHistogramDataPoint, Metric, ResourceMetrics,
+            ScopeMetrics,
+        };
+        use prost::Message;
+        let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
+        let (ing, _) = ingestor(pipeline, 8 << 20);
+        let app = router(ing, 1 << 20, 3, crate::auth::Auth::disabled());
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                c.finish(Ok(()));
+            }
+        });
+        let metrics = |points: usize| {
+            let data = metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint::default(); points],
+                ..Default::default()
+            });
+            let r = ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics {
+                        metrics: vec![Metric {
+                            name: "m".into(),
+                            data: Some(data),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            Request::post("/v1/metrics")
+                .header("content-type", "application/x-protobuf")
+                .body(Body::from(r.encode_to_vec()))
+                .unwrap()
+        };
+        // 60,000 empty points: 120 KB on the wire, 60,000 structs of 208
+        // bytes (more in their vector) once decoded, over the 8 MiB limit.
+        let r = app.clone().oneshot(metrics(60_000)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("limits.memory_bytes"));
+        assert_eq!(
+            app.oneshot(metrics(100)).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
 }

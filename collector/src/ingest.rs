@@ -124,6 +124,23 @@ pub fn convert(signal: Signal, protobuf: &[u8], ctx: &Ctx<'_>) -> Result<Convert
     }
 }
 
+/// Reserves what prost may allocate to decode a metrics request (spans and
+/// logs are read in place and need no more than their payload): 503 while
+/// memory is short, 413 when that alone exceeds `limits.memory_bytes`.
+/// A request the estimate cannot read is left to prost to refuse.
+fn reserve_prost_metrics(payload: &[u8], held: &mut Reservation) -> Result<(), IngestError> {
+    let Some(decoded) = crate::wire::metrics_request_bytes(payload) else {
+        return Ok(());
+    };
+    let need = payload.len().saturating_add(decoded);
+    if held.limit().is_some_and(|l| need as u64 > l) {
+        return Err(IngestError::TooLarge(format!(
+            "this OTLP metrics request could take {need} bytes to decode, more than limits.memory_bytes; send smaller batches"
+        )));
+    }
+    Ok(held.resize(need)?)
+}
+
 /// Converts a request with the default attribution and limits, as arriving
 /// now: for tests, examples and tools that build requests themselves.
 pub fn convert_request<R: ExportRequest>(req: &R) -> Result<Converted, IngestError> {
@@ -382,6 +399,9 @@ impl Ingestor {
             limits: &self.limits,
             received_ns,
         };
+        if signal == Signal::Metrics {
+            reserve_prost_metrics(&payload, held)?;
+        }
         let converted = convert(signal, &payload, &ctx)?;
         let rows = converted.rows() as u64;
         let acc = Accepted {
