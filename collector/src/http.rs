@@ -503,16 +503,22 @@ mod tests {
         assert_eq!(memory.used(), 0, "nothing held once the store dropped it");
     }
 
-    #[tokio::test]
-    async fn what_json_decodes_to_is_reserved_before_decoding() {
+    /// A router whose ingestor has `memory` bytes and whose store accepts
+    /// every commit.
+    fn accepting_app(memory: u64) -> axum::Router {
         let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
-        let (ing, _) = ingestor(pipeline, 8 << 20);
-        let app = router(ing, 1 << 20, 3, crate::auth::Auth::disabled());
+        let (ing, _) = ingestor(pipeline, memory);
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {
                 c.finish(Ok(()));
             }
         });
+        router(ing, 1 << 20, 3, crate::auth::Auth::disabled())
+    }
+
+    #[tokio::test]
+    async fn what_json_decodes_to_is_reserved_before_decoding() {
+        let app = accepting_app(8 << 20);
         // 300 KB of empty spans: 100,000 structs (about 26 MB) if decoded,
         // over the 8 MiB limit even as reserved (12.8 MB).
         let spans = vec!["{}"; 100_000].join(",");
@@ -537,14 +543,7 @@ mod tests {
             ScopeMetrics,
         };
         use prost::Message;
-        let (pipeline, mut rx) = Pipeline::bounded(4, Duration::from_millis(20));
-        let (ing, _) = ingestor(pipeline, 8 << 20);
-        let app = router(ing, 1 << 20, 3, crate::auth::Auth::disabled());
-        tokio::spawn(async move {
-            while let Some(c) = rx.recv().await {
-                c.finish(Ok(()));
-            }
-        });
+        let app = accepting_app(8 << 20);
         let metrics = |points: usize| {
             let data = metric::Data::ExponentialHistogram(ExponentialHistogram {
                 data_points: vec![ExponentialHistogramDataPoint::default(); points],
