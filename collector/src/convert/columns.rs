@@ -369,9 +369,11 @@ pub(crate) const TOO_MANY_SERVICES: &str =
 pub(crate) struct PerService<C> {
     index: HashMap<String, usize>,
     cols: Vec<C>,
-    /// The service of the last record and its columns: the records of a
-    /// resource come in a run, so a comparison replaces a hash lookup.
-    last: Option<(String, usize)>,
+    /// The service of each set of columns.
+    names: Vec<String>,
+    /// The last record's columns: the records of a resource come in a run,
+    /// so comparing its service's name replaces a hash lookup.
+    last: Option<usize>,
 }
 
 impl<C: Columns> Default for PerService<C> {
@@ -379,6 +381,7 @@ impl<C: Columns> Default for PerService<C> {
         Self {
             index: HashMap::new(),
             cols: Vec::new(),
+            names: Vec::new(),
             last: None,
         }
     }
@@ -388,29 +391,20 @@ impl<C: Columns> PerService<C> {
     /// The columns of `service`; `None` when it would be service number
     /// `max + 1` of the request (reject its records with [`TOO_MANY_SERVICES`]).
     pub fn get(&mut self, service: &str, max: usize) -> Option<&mut C> {
-        if let Some((name, i)) = &self.last {
-            if name == service {
-                return Some(&mut self.cols[*i]);
-            }
-        }
-        let i = match self.index.get(service) {
-            Some(&i) => i,
-            None if self.cols.len() >= max => return None,
-            None => {
-                self.cols.push(C::default());
-                self.index.insert(service.to_string(), self.cols.len() - 1);
-                self.cols.len() - 1
-            }
+        let i = match self.last {
+            Some(i) if self.names[i] == service => i,
+            _ => match self.index.get(service) {
+                Some(&i) => i,
+                None if self.cols.len() >= max => return None,
+                None => {
+                    self.cols.push(C::default());
+                    self.names.push(service.to_string());
+                    self.index.insert(service.to_string(), self.cols.len() - 1);
+                    self.cols.len() - 1
+                }
+            },
         };
-        // The name's buffer is reused: records may alternate services.
-        match &mut self.last {
-            Some((name, last)) => {
-                name.clear();
-                name.push_str(service);
-                *last = i;
-            }
-            None => self.last = Some((service.to_string(), i)),
-        }
+        self.last = Some(i);
         Some(&mut self.cols[i])
     }
 
