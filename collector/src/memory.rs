@@ -134,6 +134,19 @@ impl Reservation {
         Ok(())
     }
 
+    /// A new reservation of `n` bytes on the same limiter, granted even past
+    /// the limit: for data built from rows already held (the hot store's
+    /// merge of small batches, which then gives their reservations back).
+    pub fn alike(&self, n: usize) -> Reservation {
+        match &self.limiter {
+            Some(l) => l.force_reserve(n),
+            None => Reservation {
+                limiter: None,
+                bytes: n as u64,
+            },
+        }
+    }
+
     /// Moves `other`'s bytes into this reservation.
     pub fn merge(&mut self, mut other: Reservation) {
         match (&self.limiter, other.limiter.take()) {

@@ -62,7 +62,7 @@ impl Interner {
         k
     }
 
-    fn finish(mut self) -> StringArray {
+    pub(crate) fn finish(mut self) -> StringArray {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }

@@ -11,12 +11,14 @@ mod columns;
 pub mod dict;
 mod envelope;
 mod logs;
+mod merge;
 mod metrics;
 mod spans;
 mod tight;
 
 pub use columns::{Ctx, MAX_IDENTITY_BYTES};
 pub use logs::logs_from_protobuf;
+pub use merge::merge;
 pub use metrics::metrics_to_batches;
 pub use spans::spans_from_protobuf;
 

@@ -1,0 +1,282 @@
+//! Many batches of one table as one, with one dictionary per text column.
+//!
+//! A request's rows become batches of their own, so a service that sends
+//! small requests leaves many small batches in the hot store, and each
+//! holds its own copy of every distinct value (service, version, attribute
+//! keys and values) and its own array structures. The hot store merges them
+//! ([`merge`]): each `Dictionary(Int32, Utf8)` column, at the top level or
+//! inside an attribute map, gets one dictionary holding each distinct value
+//! once (Arrow's `concat` keeps every input's dictionary while they are
+//! smaller than the rows); other columns are concatenated by Arrow. Rows
+//! keep their order and their values.
+
+use super::dict::Interner;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, DictionaryArray, Int32Array, MapArray,
+    StructArray,
+};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::compute::concat;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int32Type, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+
+/// The rows of `batches` (each of `schema`), in order, as one batch.
+pub fn merge(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<RecordBatch, ArrowError> {
+    let columns = (0..schema.fields().len())
+        .map(|i| {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            merge_arrays(&parts)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    super::tight::batch(schema.clone(), columns)
+}
+
+fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
+    match parts.first().map(|a| a.data_type()) {
+        Some(DataType::Dictionary(k, v))
+            if **k == DataType::Int32
+                && **v == DataType::Utf8
+                && parts
+                    .iter()
+                    .all(|a| a.as_dictionary::<Int32Type>().values().null_count() == 0) =>
+        {
+            Ok(Arc::new(merge_dictionaries(parts)))
+        }
+        Some(DataType::Map(field, ordered)) => merge_maps(parts, field, *ordered),
+        _ => concat(parts),
+    }
+}
+
+/// One dictionary of the distinct values; each row's key points at its
+/// value there. Only the values are hashed, not the rows.
+fn merge_dictionaries(parts: &[&dyn Array]) -> DictionaryArray<Int32Type> {
+    let rows = parts.iter().map(|a| a.len()).sum();
+    let mut values = Interner::default();
+    let mut keys = Vec::with_capacity(rows);
+    let mut renumber = Vec::new();
+    for a in parts {
+        let d = a.as_dictionary::<Int32Type>();
+        let old = d.values().as_string::<i32>();
+        renumber.clear();
+        renumber.extend(old.iter().map(|v| values.intern(v.unwrap_or_default())));
+        // A null row's key may point anywhere: it becomes 0.
+        keys.extend(
+            d.keys()
+                .values()
+                .iter()
+                .map(|&k| renumber.get(k as usize).copied().unwrap_or(0)),
+        );
+    }
+    let nulls = concat_nulls(parts.iter().map(|a| (a.logical_nulls(), a.len())), rows);
+    let mut values = values.finish();
+    if values.is_empty() {
+        // Keys of null rows point at 0: keep one value so they stay in range.
+        values = datafusion::arrow::array::StringArray::from(vec![""]);
+    }
+    let keys = Int32Array::new(ScalarBuffer::from(keys), nulls);
+    DictionaryArray::try_new(keys, Arc::new(values)).expect("every key was renumbered in range")
+}
+
+/// Maps: their entries (keys and values) merged the same way, offsets from
+/// each row's length.
+fn merge_maps(
+    parts: &[&dyn Array],
+    field: &FieldRef,
+    ordered: bool,
+) -> Result<ArrayRef, ArrowError> {
+    let maps: Vec<&MapArray> = parts.iter().map(|a| a.as_map()).collect();
+    // Only the entries the rows use (a sliced map's entries hold more).
+    let entries: Vec<StructArray> = maps
+        .iter()
+        .map(|m| {
+            let o = m.value_offsets();
+            let (first, last) = (o[0] as usize, o[o.len() - 1] as usize);
+            m.entries().slice(first, last - first)
+        })
+        .collect();
+    let fields = entries[0].fields().clone();
+    let columns = (0..fields.len())
+        .map(|i| {
+            let parts: Vec<&dyn Array> = entries.iter().map(|e| e.column(i).as_ref()).collect();
+            merge_arrays(&parts)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let n: usize = entries.iter().map(|e| e.len()).sum();
+    let entry_nulls = concat_nulls(entries.iter().map(|e| (e.nulls().cloned(), e.len())), n);
+    let entries = StructArray::try_new(fields, columns, entry_nulls)?;
+    let offsets =
+        OffsetBuffer::<i32>::from_lengths(maps.iter().flat_map(|m| m.offsets().lengths()));
+    let rows = parts.iter().map(|a| a.len()).sum();
+    let nulls = concat_nulls(maps.iter().map(|m| (m.nulls().cloned(), m.len())), rows);
+    Ok(Arc::new(MapArray::try_new(
+        field.clone(),
+        offsets,
+        entries,
+        nulls,
+        ordered,
+    )?))
+}
+
+/// The validity of the parts one after the other; `None` when all are valid.
+fn concat_nulls(
+    parts: impl Iterator<Item = (Option<NullBuffer>, usize)> + Clone,
+    rows: usize,
+) -> Option<NullBuffer> {
+    if parts
+        .clone()
+        .all(|(n, _)| n.is_none_or(|n| n.null_count() == 0))
+    {
+        return None;
+    }
+    let mut b = BooleanBufferBuilder::new(rows);
+    for (n, len) in parts {
+        match n {
+            Some(n) => b.append_buffer(n.inner()),
+            None => b.append_n(len, true),
+        }
+    }
+    Some(NullBuffer::new(b.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::dict::{DictBuilder, MapBuilder};
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    /// A batch of `rows` rows: a text column (every seventh null), an
+    /// attribute map (some values null, some rows empty) and a number.
+    fn part(first: usize, rows: usize) -> RecordBatch {
+        let (mut text, mut map) = (DictBuilder::default(), MapBuilder::default());
+        for r in first..first + rows {
+            text.push_option((r % 7 != 0).then(|| format!("op{}", r % 3)).as_deref());
+            for k in 0..(r % 4) {
+                map.entry(
+                    &format!("k{k}"),
+                    (k != 1).then(|| format!("v{}", r % 5)).as_deref(),
+                );
+            }
+            map.end_row();
+        }
+        let n: ArrayRef = Arc::new(Int64Array::from_iter(
+            (first..first + rows).map(|r| (r % 11 != 0).then_some(r as i64)),
+        ));
+        RecordBatch::try_new(schema(), vec![text.finish(), map.finish(), n]).unwrap()
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("t", crate::convert::dict::dict_type(), true),
+            Field::new("m", crate::convert::dict::map_type(), false),
+            Field::new("n", DataType::Int64, true),
+        ]))
+    }
+
+    /// Each row as text: what SQL would see.
+    fn rows(b: &RecordBatch) -> Vec<String> {
+        let t = cast(b.column(0), &DataType::Utf8).unwrap();
+        let t = t.as_string::<i32>();
+        let m = b.column(1).as_map();
+        let n = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        (0..b.num_rows())
+            .map(|r| {
+                let e = m.value(r);
+                let keys = cast(e.column(0), &DataType::Utf8).unwrap();
+                let vals = cast(e.column(1), &DataType::Utf8).unwrap();
+                let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
+                let entries: Vec<String> = (0..e.len())
+                    .map(|i| {
+                        format!(
+                            "{}={:?}",
+                            keys.value(i),
+                            vals.is_valid(i).then(|| vals.value(i))
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{:?} {:?} {:?}",
+                    t.is_valid(r).then(|| t.value(r)),
+                    entries,
+                    n.is_valid(r).then(|| n.value(r))
+                )
+            })
+            .collect()
+    }
+
+    fn dictionary_values(a: &ArrayRef) -> usize {
+        a.as_dictionary::<Int32Type>().values().len()
+    }
+
+    #[test]
+    fn rows_are_kept_in_order_and_each_value_is_stored_once() {
+        let parts: Vec<RecordBatch> = (0..40).map(|i| part(i * 50, 50)).collect();
+        let refs: Vec<&RecordBatch> = parts.iter().collect();
+        let merged = merge(&schema(), &refs).unwrap();
+        let expected: Vec<String> = parts.iter().flat_map(rows).collect();
+        assert_eq!(merged.num_rows(), 2_000);
+        assert_eq!(rows(&merged), expected);
+        // op0..op2; keys k0..k2; values v0..v4: once each, not once per part.
+        assert_eq!(dictionary_values(merged.column(0)), 3);
+        let entries = merged.column(1).as_map().entries();
+        assert_eq!(dictionary_values(entries.column(0)), 3);
+        assert_eq!(dictionary_values(entries.column(1)), 5);
+        assert_eq!(merged.column(0).null_count(), 2_000 / 7 + 1);
+        assert_eq!(merged.column(2).null_count(), 2_000 / 11 + 1);
+        // Arrow's own concatenation keeps the 40 copies.
+        let plain = concat(
+            &refs
+                .iter()
+                .map(|b| b.column(0).as_ref())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(dictionary_values(&plain), 120);
+        assert!(
+            merged.get_array_memory_size()
+                < RecordBatch::try_new(
+                    schema(),
+                    (0..3)
+                        .map(|i| concat(
+                            &refs
+                                .iter()
+                                .map(|b| b.column(i).as_ref())
+                                .collect::<Vec<_>>()
+                        )
+                        .unwrap())
+                        .collect()
+                )
+                .unwrap()
+                .get_array_memory_size()
+        );
+    }
+
+    #[test]
+    fn sliced_parts_and_empty_ones_merge_to_their_rows() {
+        let a = part(0, 30);
+        let b = part(30, 40).slice(7, 20);
+        let empty = part(70, 0);
+        let merged = merge(&schema(), &[&a, &empty, &b]).unwrap();
+        let expected: Vec<String> = [&a, &b].into_iter().flat_map(rows).collect();
+        assert_eq!(rows(&merged), expected);
+        merged.column(1).to_data().validate_full().unwrap();
+    }
+
+    #[test]
+    fn a_column_of_nulls_only_keeps_a_value_for_its_keys() {
+        let mut d = DictBuilder::default();
+        d.push_null();
+        let empty_values = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(vec![None::<i32>]),
+            Arc::new(StringArray::from(Vec::<&str>::new())),
+        )
+        .unwrap();
+        let parts: Vec<ArrayRef> = vec![d.finish(), Arc::new(empty_values)];
+        let merged = merge_arrays(&parts.iter().map(|a| a.as_ref()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(merged.null_count(), 2);
+        merged.to_data().validate_full().unwrap();
+    }
+}
