@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  ingest queue ──► writer.rs: write-ahead log (wal/, group commit) ──► store.rs: hot batches per table
-//!                   recover.rs: the log replayed at start                 │  flush.rs (interval / size / memory):
+//!                   recover.rs: the log replayed at start                 │  small batches merged (store/coalesce.rs)
+//!                                                                         │  flush.rs (interval / size / memory):
 //!                                                                         │  Parquet per table, service, hour (segment.rs)
 //!                                                                         │  retention by arrival and size
 //!                                    ▼

@@ -16,6 +16,7 @@
 //! go), `retention` (age and size limits; deleting a segment) and
 //! `scan` (the local directory's segments at start).
 
+pub(crate) mod coalesce;
 mod generations;
 mod retention;
 mod scan;
@@ -126,6 +127,8 @@ pub(crate) struct TableState {
     hot_rows: usize,
     sealed: BTreeMap<u64, Vec<Arc<Hot>>>,
     pub(crate) segments: Vec<Segment>,
+    /// The open generation's small batches, until merged (`coalesce`).
+    pending: coalesce::Pending,
 }
 
 /// What `/metrics` and the logs report about the store.
@@ -148,6 +151,8 @@ pub struct StoreStats {
     pub hot_bytes: AtomicU64,
     /// Segments merged into larger ones by compaction.
     pub segments_merged: AtomicU64,
+    /// Small hot batches merged into larger ones (`store::coalesce`).
+    pub batches_merged: AtomicU64,
     /// Parquet segments opened by comparisons (verdicts, rollouts, the
     /// compare API): how well they are pruned by service and time.
     pub segments_read: AtomicU64,
@@ -173,6 +178,9 @@ pub struct Store {
     read_only: bool,
     /// Incremental comparisons fed by every append.
     pub(crate) live: crate::live::Registry,
+    /// Set when a group of small hot batches is ready to merge; the writer
+    /// then wakes the merging thread.
+    pub(crate) merge_wanted: std::sync::atomic::AtomicBool,
     /// What comparisons read from each segment, for the next comparison.
     pub partials: Arc<crate::compare::partials::Partials>,
     pub stats: StoreStats,
@@ -266,6 +274,7 @@ impl Store {
             last_flush: RwLock::new(Instant::now()),
             read_only,
             live: Default::default(),
+            merge_wanted: Default::default(),
             partials: Arc::new(crate::compare::partials::Partials::with_capacity(
                 (cfg.compare_cache_mib as usize).saturating_mul(1 << 20),
             )),
@@ -390,6 +399,9 @@ impl Store {
         t.next_seq += 1;
         t.hot_rows += hot.batch.num_rows();
         t.hot.push(hot.clone());
+        if t.pending.note(&hot) {
+            self.merge_wanted.store(true, Relaxed);
+        }
         Some(hot)
     }
 

@@ -1,5 +1,5 @@
 //! The store's side of the ingest queue: the write-ahead log with group
-//! commit, and the flusher.
+//! commit, the flusher and the merger of small batches.
 //!
 //! ```text
 //!  queue ─► writer thread: take every commit waiting (a group)
@@ -9,6 +9,8 @@
 //!                                                                       ▼
 //!           flusher thread: write sealed generations to Parquet, oldest
 //!             first, then delete their log; retried while failing
+//!           merger thread: merge a service's small open batches (woken
+//!             by the writer when a group is ready, see `store::coalesce`)
 //! ```
 //!
 //! The writer is one thread, so records reach the log and the store in
@@ -60,6 +62,15 @@ impl Writer {
         let flusher = std::thread::Builder::new()
             .name("graylens-flush".into())
             .spawn(move || fatal_on_panic("flusher", || flusher(flush_store, frx)))?;
+        let (mtx, mrx) = std_mpsc::sync_channel(1);
+        let merge_store = store.clone();
+        let merger = std::thread::Builder::new()
+            .name("graylens-merge".into())
+            .spawn(move || {
+                fatal_on_panic("hot batch merger", || {
+                    crate::store::coalesce::run(merge_store, mrx)
+                })
+            })?;
         let writer = std::thread::Builder::new()
             .name("graylens-wal".into())
             .spawn(move || {
@@ -72,11 +83,13 @@ impl Writer {
                     wal,
                     log,
                     flush: ftx,
+                    merge: mtx,
                     flush_bytes,
                     frames: Vec::new(),
                 };
                 fatal_on_panic("write-ahead log writer", || rt.block_on(w.run(rx, stop)));
                 let _ = flusher.join();
+                let _ = merger.join();
             })?;
         Ok(Writer { writer })
     }
@@ -110,6 +123,8 @@ struct Loop {
     wal: WalConfig,
     log: Log,
     flush: std_mpsc::Sender<FlushMsg>,
+    /// Wakes the thread that merges small hot batches (`store::coalesce`).
+    merge: std_mpsc::SyncSender<()>,
     flush_bytes: u64,
     frames: Vec<u8>,
 }
@@ -151,6 +166,10 @@ impl Loop {
             }
             self.commit(group);
             self.maybe_seal();
+            if self.store.merge_wanted.swap(false, Relaxed) {
+                // Full: a wake-up is already waiting.
+                let _ = self.merge.try_send(());
+            }
         }
         // The queue is closed and drained: seal what is left, flush it.
         if self.store.memory_rows_open() > 0 {

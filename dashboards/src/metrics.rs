@@ -178,6 +178,11 @@ fn health(out: &mut Exposition, t: &SelfTelemetry) {
             st.segments_merged.load(Relaxed),
         ),
         (
+            "graylens_store_batches_merged_total",
+            "Small hot batches merged into larger ones (one dictionary per text column).",
+            st.batches_merged.load(Relaxed),
+        ),
+        (
             "graylens_store_segments_read_total",
             "Parquet segments opened by comparisons (after pruning by service and time).",
             st.segments_read.load(Relaxed),

@@ -32,6 +32,7 @@ impl Store {
             let mut t = self.tables[idx(s)].write().expect("lock");
             let hot = std::mem::take(&mut t.hot);
             t.hot_rows = 0;
+            t.pending.clear();
             if !hot.is_empty() {
                 t.sealed.insert(gen, hot);
             }

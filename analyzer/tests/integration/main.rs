@@ -4,6 +4,7 @@
 //! `cargo test -p graylens-analyzer --test integration -- store::`.
 
 mod cluster;
+mod coalesce;
 mod common;
 mod compact;
 mod judge;
