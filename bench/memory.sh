@@ -5,13 +5,16 @@
 # payload: ten attributes per span, seven per resource), and the script
 # prints, per span stored: the growth of the server's resident set (VmRSS
 # after the load less before it) and the bytes the hot store holds
-# (`graylens_store_memory_bytes`, Arrow buffers with their capacity).
+# (`graylens_store_memory_bytes`, Arrow buffers with their capacity), and
+# the CPU time of the thread that merges small batches (`store::coalesce`).
 #
-# Usage: bench/memory.sh [requests] [binary ...]
+# Usage: [SPANS_PER_REQUEST=512] bench/memory.sh [requests] [binary ...]
 #   e.g. bench/memory.sh 1000 /tmp/before/graylens target/release/graylens
+#        SPANS_PER_REQUEST=128 bench/memory.sh 4000   (the same spans in smaller requests)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REQ="${1:-1000}"
+SPANS="${SPANS_PER_REQUEST:-512}"
 binaries "${@:2}"
 LOADGEN="$BIN"
 for B in "${BINS[@]}"; do
@@ -21,9 +24,14 @@ for B in "${BINS[@]}"; do
   sleep 1
   BEFORE=$(rss)
   "$LOADGEN" loadgen --server-pid "$PID" --grpc "$GRPC" --http "$HTTP" --api "$API" --requests "$REQ" \
-    | grep -E "end to end|stored" | sed 's/^/  /'
+    --spans-per-request "$SPANS" | grep -E "end to end|stored" | sed 's/^/  /'
   sleep 2
   AFTER=$(rss)
+  for T in /proc/"$PID"/task/*; do
+    if [[ "$(cat "$T/comm")" == graylens-merge ]]; then
+      awk '{printf "  merging thread: %.2f s CPU\n", ($14 + $15) / 100}' "$T/stat"
+    fi
+  done
   HOT=$(curl -s "$API/metrics" | awk '$1 == "graylens_store_memory_bytes" {print $2}')
   ROWS=$(curl -s "$API/api/v1/sql" -H 'content-type: application/json' \
     -d '{"sql":"SELECT count(*) AS n FROM spans"}' | grep -o '[0-9]\+' | tail -1)
