@@ -28,8 +28,8 @@ for B in "${BINS[@]}"; do
   sleep 2
   AFTER=$(rss)
   for T in /proc/"$PID"/task/*; do
-    if [[ "$(cat "$T/comm")" == graylens-merge ]]; then
-      awk '{printf "  merging thread: %.2f s CPU\n", ($14 + $15) / 100}' "$T/stat"
+    if [[ "$(cat "$T/comm" 2>/dev/null || true)" == graylens-merge ]]; then
+      awk -v hz="$(getconf CLK_TCK)" '{printf "  merging thread: %.2f s CPU\n", ($14 + $15) / hz}' "$T/stat"
     fi
   done
   HOT=$(curl -s "$API/metrics" | awk '$1 == "graylens_store_memory_bytes" {print $2}')

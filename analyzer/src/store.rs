@@ -10,7 +10,9 @@
 //! A query takes a view: hot, sealed and segments under one lock per
 //! table, so it sees every acknowledged row exactly once. Each hot batch
 //! holds one service (see `graylens_collector::convert`) and keeps its
-//! memory reservation until its rows are in Parquet.
+//! memory reservation until its rows are in Parquet, or until it is merged
+//! with other small batches of its service (`coalesce`; the merge then
+//! holds a reservation of its own).
 //!
 //! Also here: `generations` (sealing, flushing, how much of the log can
 //! go), `retention` (age and size limits; deleting a segment) and

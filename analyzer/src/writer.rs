@@ -47,7 +47,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts both threads. `flush_bytes`: hot bytes that trigger a flush
+    /// Starts the writer, flusher and merger threads. `flush_bytes`: hot bytes that trigger a flush
     /// before `flush_rows` or the interval (so memory pressure flushes).
     pub fn start(
         store: Arc<Store>,
@@ -95,7 +95,7 @@ impl Writer {
     }
 
     /// Waits until the queue is drained, the last generation flushed (or
-    /// left in the log if it could not be) and both threads stopped.
+    /// left in the log if it could not be) and all three threads stopped.
     pub async fn join(self) {
         let h = self.writer;
         let _ = tokio::task::spawn_blocking(move || h.join()).await;
@@ -103,7 +103,9 @@ impl Writer {
 }
 
 /// Without the writer nothing can be acknowledged, and without the flusher
-/// memory would only grow: a panic in either ends the process non-zero.
+/// memory would only grow: a panic in either ends the process non-zero (so
+/// does one in the merger outside the merge itself, whose panics it
+/// catches, see `store::coalesce`).
 /// Nothing acknowledged is lost by that — it is in the log, replayed at the
 /// next start (by the orchestrator's restart).
 fn fatal_on_panic(what: &str, f: impl FnOnce()) {

@@ -3,15 +3,21 @@
 //! Every request's rows arrive as batches of their own (one per service),
 //! so a service sending small requests fills the open generation with small
 //! batches, each with its own dictionaries and array structures: on this
-//! machine 128-span requests held 490 bytes per span in the hot store and
-//! 794 in the resident set, 4,096-span requests 304 and 417
-//! (`bench/memory.sh`). The small batches of one service and hour (the
-//! file a flush writes them to, `flush::groups`) are noted as they are
-//! appended; once they hold [`ROWS`] rows (or [`MAX_PARTS`] batches), a
-//! thread of their own merges them with one dictionary per text column
-//! (`graylens_collector::convert::merge`) and puts the merged batch in
-//! their place, under the table's lock, if they are all still open (a
-//! generation sealed meanwhile keeps its batches as they are).
+//! machine 128-span requests held 491 bytes per span in the hot store and
+//! 780–810 in the resident set, 4,096-span requests 304 and 417
+//! (`bench/memory.sh`, README "Memory per hot span"). The small batches of
+//! one service and hour (the file a flush writes them to, `flush::groups`)
+//! are noted as they are appended; once they hold [`ROWS`] rows (or
+//! [`MAX_PARTS`] batches), a thread of their own merges them with one
+//! dictionary per text column (`graylens_collector::convert::merge`) and
+//! puts the merged batch in their place, under the table's lock, if they
+//! are all still open (a generation sealed meanwhile keeps its batches as
+//! they are). What is not merged: a group still short of both bounds when
+//! its generation is sealed (a service sending fewer than 128 small
+//! requests per flush), sealed generations, and rows replayed from the log.
+//! The merge's own working memory is not reserved; the merged batch is
+//! reserved even past the limit (it replaces reserved parts, which are given
+//! back when the last reader drops them).
 //!
 //! What readers see does not change: a view holds either the parts or the
 //! merge, never both, with the same rows. Running comparisons were fed the
@@ -75,27 +81,37 @@ impl Pending {
 
 impl Store {
     /// Merges every group of small batches that is ready; returns how many
-    /// batches were merged away.
+    /// batches were merged (the parts, each group becoming one batch).
     pub fn coalesce(&self) -> usize {
-        let mut merged_away = 0;
+        let mut merged = 0;
         for s in Signal::ALL {
             let ready =
                 std::mem::take(&mut self.tables[idx(s)].write().expect("lock").pending.ready);
             for parts in ready {
-                merged_away += self.merge_parts(s, &parts);
+                merged += self.merge_parts(s, &parts);
             }
         }
-        merged_away
+        merged
     }
 
     fn merge_parts(&self, signal: Signal, parts: &[Arc<Hot>]) -> usize {
         let Some(first) = parts.first() else { return 0 };
         let batches: Vec<_> = parts.iter().map(|h| &h.batch).collect();
-        let batch = match graylens_collector::convert::merge(&first.batch.schema(), &batches) {
-            Ok(b) => b,
-            Err(e) => {
-                // Not expected (the parts share one schema); they stay as they are.
-                tracing::warn!(table = signal.table(), error = %e, "could not merge small hot batches");
+        let schema = first.batch.schema();
+        // Merging only saves memory: a failure (or a panic in Arrow) keeps
+        // the parts as they are, and ingest goes on.
+        let merge = || graylens_collector::convert::merge(&schema, &batches);
+        let batch = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(merge)) {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::warn!(table = signal.table(), error = %e, "could not merge small hot batches; they stay as they are");
+                return 0;
+            }
+            Err(_) => {
+                tracing::error!(
+                    table = signal.table(),
+                    "merging small hot batches panicked; they stay as they are"
+                );
                 return 0;
             }
         };
@@ -109,11 +125,16 @@ impl Store {
             memory,
         });
         let added = merged.memory.bytes();
+        // Counted before it is visible, as `append_quiet` does: a flush of
+        // the merge subtracts it.
+        self.stats.hot_bytes.fetch_add(added, Relaxed);
         let mut t = self.tables[idx(signal)].write().expect("lock");
         let ids: HashSet<*const Hot> = parts.iter().map(Arc::as_ptr).collect();
         let is_part = |h: &Arc<Hot>| ids.contains(&Arc::as_ptr(h));
         if t.hot.iter().filter(|h| is_part(h)).count() != parts.len() {
             // Sealed while merging: the sealed generation keeps its parts.
+            drop(t);
+            self.stats.hot_bytes.fetch_sub(added, Relaxed);
             return 0;
         }
         let last = t.hot.iter().rposition(is_part).expect("counted above");
@@ -128,7 +149,6 @@ impl Store {
         }
         drop(t);
         let freed: u64 = parts.iter().map(|h| h.memory.bytes()).sum();
-        self.stats.hot_bytes.fetch_add(added, Relaxed);
         self.stats.hot_bytes.fetch_sub(freed, Relaxed);
         self.stats
             .batches_merged
@@ -156,7 +176,8 @@ mod tests {
     fn batch(rows: usize) -> RecordBatch {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-        let t0 = crate::store::now_ms() as u64 * 1_000_000;
+        // 2026-05-28T20:26:40Z: every batch in one hour, so one group.
+        let t0 = 1_780_000_000_000_000_000;
         let spans = (0..rows as u64)
             .map(|i| Span {
                 trace_id: vec![1; 16],

@@ -4,14 +4,29 @@
 
 use crate::common;
 
-use common::{checkout, request};
+use common::{checkout, comparison_json as comparison, request_at};
 use graylens_analyzer::compare::{assemble, explain::default_attributes};
-use graylens_analyzer::{compare, Policy, Store, StoreConfig, Subscription, Tables};
+use graylens_analyzer::{compare, Policy, Store, Subscription, Tables};
 use graylens_collector::ingest::convert_request;
 use graylens_collector::{MemoryLimiter, Signal};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+
+/// 2026-05-28T20:26:40Z: every request of these tests falls in one hour,
+/// so all of a version's small batches are one group.
+const T0: u64 = 1_780_000_000_000_000_000;
+
+/// `n` spans of `version` (see `common::request_at`), all in one hour.
+fn request(
+    seed: u64,
+    n: u64,
+    version: &str,
+    slow: f64,
+    err_every: u64,
+) -> ExportTraceServiceRequest {
+    request_at(seed, n, version, slow, err_every, T0 + seed * 1_000_000)
+}
 
 /// Appends `req` as the writer does: each batch with its own reservation.
 fn append(store: &Store, limiter: &Arc<MemoryLimiter>, req: &ExportTraceServiceRequest) {
@@ -37,22 +52,10 @@ async fn answers(tables: &Tables) -> Vec<serde_json::Value> {
     out
 }
 
-fn comparison(c: &graylens_analyzer::Comparison) -> serde_json::Value {
-    serde_json::json!({
-        "metrics": c.metrics, "verdict": c.verdict, "explanations": c.explanations,
-        "operations": c.operations, "baseline": c.baseline, "canary": c.canary,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_small_batches_give_the_same_answers_in_less_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_hours: 0,
-        ..Default::default()
-    })
-    .unwrap();
+    let store = common::store_keeping_all(dir.path());
     let tables = Tables::new(store.clone()).unwrap();
     let limiter = MemoryLimiter::new(1 << 32);
     let (sel, policy) = (checkout(), Policy::default());
@@ -101,11 +104,7 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
 #[tokio::test]
 async fn batches_sealed_before_their_merge_stay_as_they_are() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let store = common::store_keeping_all(dir.path());
     let tables = Tables::new(store.clone()).unwrap();
     let limiter = MemoryLimiter::new(1 << 32);
     for seed in 0..128 {

@@ -3,13 +3,14 @@
 
 #![allow(dead_code)] // each test module uses part of it
 
-use graylens_analyzer::{By, Selector, Store};
+use graylens_analyzer::{By, Comparison, Selector, Store, StoreConfig};
 use graylens_collector::ingest::convert_request;
 use graylens_collector::{Reservation, Signal};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use std::sync::Arc;
 
 pub fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
@@ -102,4 +103,22 @@ pub fn checkout() -> Selector {
         from: None,
         to: None,
     }
+}
+
+/// A store in `dir` that keeps every segment (no retention).
+pub fn store_keeping_all(dir: &std::path::Path) -> Arc<Store> {
+    Store::open(StoreConfig {
+        data_dir: dir.to_path_buf(),
+        retention_hours: 0,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// What two comparisons must agree on, as JSON.
+pub fn comparison_json(c: &Comparison) -> serde_json::Value {
+    serde_json::json!({
+        "metrics": c.metrics, "verdict": c.verdict, "explanations": c.explanations,
+        "operations": c.operations, "baseline": c.baseline, "canary": c.canary,
+    })
 }

@@ -7,17 +7,12 @@ use crate::common;
 
 use common::{append, checkout, request};
 use graylens_analyzer::compare::{assemble, explain::default_attributes};
-use graylens_analyzer::{compare, Policy, Store, StoreConfig, Subscription, Tables};
+use graylens_analyzer::{compare, Policy, Subscription, Tables};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_verdict_equals_a_from_scratch_compare() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        retention_hours: 0,
-        ..Default::default()
-    })
-    .unwrap();
+    let store = common::store_keeping_all(dir.path());
     let tables = Tables::new(store.clone()).unwrap();
     let sel = checkout();
     let policy = Policy::default();
@@ -46,12 +41,7 @@ async fn an_incremental_verdict_equals_a_from_scratch_compare() {
     let incremental = assemble(&sel, &policy, &sub.observations());
     let scratch = compare(&tables, &sel, &policy).await.unwrap();
     assert_eq!(incremental.baseline.requests, 400 * 3 + 300 + 250 * 6);
-    let json = |c: &graylens_analyzer::Comparison| {
-        serde_json::json!({
-            "metrics": c.metrics, "verdict": c.verdict, "explanations": c.explanations,
-            "operations": c.operations, "baseline": c.baseline, "canary": c.canary,
-        })
-    };
+    let json = common::comparison_json;
     assert_eq!(json(&incremental), json(&scratch));
     assert_eq!(scratch.verdict.decision, graylens_analyzer::Decision::Fail);
 }

@@ -42,7 +42,7 @@ fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
                     .iter()
                     .all(|a| a.as_dictionary::<Int32Type>().values().null_count() == 0) =>
         {
-            Ok(Arc::new(merge_dictionaries(parts)))
+            Ok(Arc::new(merge_dictionaries(parts)?))
         }
         Some(DataType::Map(field, ordered)) => merge_maps(parts, field, *ordered),
         _ => concat(parts),
@@ -50,8 +50,24 @@ fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
 }
 
 /// One dictionary of the distinct values; each row's key points at its
-/// value there. Only the values are hashed, not the rows.
-fn merge_dictionaries(parts: &[&dyn Array]) -> DictionaryArray<Int32Type> {
+/// value there. Only the values are hashed, not the rows. Refused when the
+/// values could pass the 2 GiB that `i32` offsets address.
+fn merge_dictionaries(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>, ArrowError> {
+    let bytes: usize = parts
+        .iter()
+        .map(|a| {
+            a.as_dictionary::<Int32Type>()
+                .values()
+                .as_string::<i32>()
+                .values()
+                .len()
+        })
+        .sum();
+    if bytes > i32::MAX as usize {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "{bytes} bytes of dictionary values would overflow i32 offsets"
+        )));
+    }
     let rows = parts.iter().map(|a| a.len()).sum();
     let mut values = Interner::default();
     let mut keys = Vec::with_capacity(rows);
@@ -76,7 +92,7 @@ fn merge_dictionaries(parts: &[&dyn Array]) -> DictionaryArray<Int32Type> {
         values = datafusion::arrow::array::StringArray::from(vec![""]);
     }
     let keys = Int32Array::new(ScalarBuffer::from(keys), nulls);
-    DictionaryArray::try_new(keys, Arc::new(values)).expect("every key was renumbered in range")
+    DictionaryArray::try_new(keys, Arc::new(values))
 }
 
 /// Maps: their entries (keys and values) merged the same way, offsets from
