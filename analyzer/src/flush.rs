@@ -61,8 +61,15 @@ pub(crate) fn write_group(
         gen,
         arrival_ms,
     );
-    let batches: Vec<&RecordBatch> = hots.iter().map(|h| &h.batch).collect();
-    let bytes = put(cfg, remote, &key, encode(&table.schema(), &batches)?)?;
+    // Span ids as the table's hex text (the hot store holds their bytes).
+    let schema = table.schema();
+    let batches = hots
+        .iter()
+        .map(|h| graylens_collector::convert::to_table(&h.batch, &schema))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Internal(format!("ids as text: {e}")))?;
+    let batches: Vec<&RecordBatch> = batches.iter().collect();
+    let bytes = put(cfg, remote, &key, encode(&schema, &batches)?)?;
     Ok(Segment {
         key,
         table,

@@ -63,12 +63,24 @@ impl TableProvider for StoreTable {
             .into_iter()
             .filter(|g| b.allows_service(g.service.as_deref()) && b.allows_time(g.min_ns, g.max_ns))
             .collect();
+        let schema = self.schema();
+        // The hot store holds span ids as bytes: only the projected columns
+        // are taken, and ids among them rendered as the table's hex text.
+        let hot_schema = match projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema.clone(),
+        };
         let hot: Vec<RecordBatch> = hot
             .iter()
             .filter(|h| b.allows_service(Some(&h.service)) && b.allows_time(h.min_ns, h.max_ns))
-            .map(|h| h.batch.clone())
-            .collect();
-        let schema = self.schema();
+            .map(|h| {
+                let batch = match projection {
+                    Some(p) => h.batch.project(p)?,
+                    None => h.batch.clone(),
+                };
+                Ok(graylens_collector::convert::to_table(&batch, &hot_schema)?)
+            })
+            .collect::<Result<_>>()?;
         let mut inputs = Vec::new();
         if !segments.is_empty() {
             let urls = segments
@@ -87,8 +99,8 @@ impl TableProvider for StoreTable {
             // Two partitions so both cores work on a large hot segment.
             let mid = hot.len() / 2;
             let parts = vec![hot[..mid].to_vec(), hot[mid..].to_vec()];
-            let hot = MemTable::try_new(schema, parts)?;
-            inputs.push(hot.scan(state, projection, filters, limit).await?);
+            let hot = MemTable::try_new(hot_schema, parts)?;
+            inputs.push(hot.scan(state, None, filters, limit).await?);
         }
         UnionExec::try_new(inputs)
     }

@@ -1,7 +1,8 @@
 //! The Arrow schemas of the three tables (DESIGN.md "Tables").
 //!
 //! Ids are lowercase hex strings (`trace_id` 32 chars, `span_id` 16); a root
-//! span's `parent_span_id` is NULL. Text columns of few distinct values
+//! span's `parent_span_id` is NULL. The hot store holds span ids as bytes
+//! ([`SPANS_HOT`]), rendered as hex where the table is read. Text columns of few distinct values
 //! (attribution, names, scopes, messages) are `Dictionary(Int32, Utf8)`:
 //! SQL sees strings, memory holds each distinct value once per batch.
 //! Attributes are maps with dictionary-encoded keys and values, queryable as
@@ -49,6 +50,16 @@ impl Signal {
         }
     }
 
+    /// The schema of this table's batches in the hot store: the table's,
+    /// but for the span ids ([`SPANS_HOT`]).
+    pub fn hot_schema(self) -> SchemaRef {
+        match self {
+            Signal::Traces => SPANS_HOT.clone(),
+            s => s.schema(),
+        }
+    }
+
+    /// The table's schema, as SQL and Parquet see it.
     pub fn schema(self) -> SchemaRef {
         match self {
             Signal::Traces => SPANS.clone(),
@@ -118,6 +129,27 @@ pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("resource_attributes", attributes_type(), false),
     ]);
     Arc::new(Schema::new(f))
+});
+
+/// [`SPANS`] as the hot store holds it: the ids as their bytes
+/// (`FixedSizeBinary(16)` and `(8)`), rendered as hex by
+/// [`crate::convert::to_table`] wherever the table is read.
+pub static SPANS_HOT: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields = SPANS
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "trace_id" => Arc::new(Field::new("trace_id", DataType::FixedSizeBinary(16), false)),
+            "span_id" => Arc::new(Field::new("span_id", DataType::FixedSizeBinary(8), false)),
+            "parent_span_id" => Arc::new(Field::new(
+                "parent_span_id",
+                DataType::FixedSizeBinary(8),
+                true,
+            )),
+            _ => f.clone(),
+        })
+        .collect::<Vec<_>>();
+    Arc::new(Schema::new(fields))
 });
 
 pub static LOGS: LazyLock<SchemaRef> = LazyLock::new(|| {

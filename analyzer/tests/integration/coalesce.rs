@@ -36,12 +36,13 @@ fn append(store: &Store, limiter: &Arc<MemoryLimiter>, req: &ExportTraceServiceR
     }
 }
 
-const QUERIES: [&str; 3] = [
+const QUERIES: [&str; 4] = [
     "SELECT service_version, span_name, count(*), sum(duration_ns), sum(CAST(is_error AS INT)) \
      FROM spans GROUP BY 1, 2 ORDER BY 1, 2",
     "SELECT resource_attributes['k8s.pod.name'] AS pod, attributes['http.route'] AS route, count(*) \
      FROM spans GROUP BY 1, 2 ORDER BY 1, 2",
-    "SELECT trace_id, span_id, duration_ns FROM spans ORDER BY span_id LIMIT 5",
+    "SELECT trace_id, span_id, parent_span_id, duration_ns FROM spans ORDER BY span_id LIMIT 5",
+    "SELECT count(*), count(parent_span_id), min(length(trace_id)), max(length(span_id)) FROM spans",
 ];
 
 async fn answers(tables: &Tables) -> Vec<serde_json::Value> {
@@ -68,6 +69,8 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
         append(&store, &limiter, &request(seed + 1000, 30, "1.1", 1.3, 12));
     }
     let before = answers(&tables).await;
+    // Ids as hex text (the hot store holds their bytes); no parents here.
+    assert_eq!(before[3], serde_json::json!([[18_000, 0, 32, 16]]));
     let scratch_before = comparison(&compare(&tables, &sel, &policy).await.unwrap());
     let (bytes_before, used_before) = (store.stats.hot_bytes.load(Relaxed), limiter.used());
     assert_eq!(bytes_before, used_before);

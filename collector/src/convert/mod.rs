@@ -10,6 +10,7 @@
 mod columns;
 pub mod dict;
 mod envelope;
+mod ids;
 mod logs;
 mod merge;
 mod metrics;
@@ -17,6 +18,7 @@ mod spans;
 mod tight;
 
 pub use columns::{Ctx, MAX_IDENTITY_BYTES};
+pub use ids::to_table;
 pub use logs::logs_from_protobuf;
 pub use merge::merge;
 pub use metrics::metrics_to_batches;

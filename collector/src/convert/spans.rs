@@ -8,14 +8,15 @@
 //! first the resource or scope, then the records.
 
 use super::columns::{
-    identity_problem, ns, truncate, utc, AttributionCols, AttrsCol, Columns, Ctx, IdCol,
-    PerService, ResourceView, RESOURCE_TOO_WIDE, TOO_MANY_SERVICES,
+    identity_problem, ns, truncate, utc, AttributionCols, AttrsCol, Columns, Ctx, PerService,
+    ResourceView, RESOURCE_TOO_WIDE, TOO_MANY_SERVICES,
 };
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
+use super::ids::FixedIdCol;
 use super::{Converted, Rejections};
 use crate::attribution::Attrs;
-use crate::schema::SPANS;
+use crate::schema::SPANS_HOT;
 use crate::wire::{key_value, AnyRef, Fields, Kv, WireError};
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array};
 use datafusion::arrow::error::ArrowError;
@@ -29,9 +30,9 @@ const STATUS_ERROR: i32 = 2;
 pub(crate) struct SpanCols {
     time: Vec<i64>,
     duration: Vec<i64>,
-    trace_id: IdCol,
-    span_id: IdCol,
-    parent: IdCol,
+    trace_id: FixedIdCol<16>,
+    span_id: FixedIdCol<8>,
+    parent: FixedIdCol<8>,
     attribution: AttributionCols,
     name: DictBuilder,
     kind: Vec<i32>,
@@ -76,7 +77,7 @@ impl Columns for SpanCols {
             self.attrs.finish(),
             self.res_attrs.finish(),
         ];
-        super::tight::batch(SPANS.clone(), columns)
+        super::tight::batch(SPANS_HOT.clone(), columns)
     }
 }
 

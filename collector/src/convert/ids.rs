@@ -1,0 +1,134 @@
+//! Span ids in memory as their bytes, in tables as hex text.
+//!
+//! SQL and Parquet see `trace_id`, `span_id` and `parent_span_id` as
+//! lowercase hex (DESIGN.md "Tables"). In the hot store a span batch holds
+//! them as `FixedSizeBinary(16)` and `(8)`: 32 bytes per span instead of 72
+//! (hex text with its offsets), and no hex encoding on the ingest path.
+//! [`to_table`] renders them as text where a table is read: SQL over hot
+//! batches (only the columns a query projects) and the Parquet flush.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, StringArray};
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use std::sync::Arc;
+
+/// A column of ids of `W` bytes; an empty id is null.
+#[derive(Default)]
+pub(crate) struct FixedIdCol<const W: usize> {
+    bytes: Vec<u8>,
+    valid: Option<Vec<bool>>,
+}
+
+impl<const W: usize> FixedIdCol<W> {
+    fn rows(&self) -> usize {
+        self.bytes.len() / W
+    }
+
+    /// An id of exactly `W` bytes (the converter checked its length).
+    pub fn push(&mut self, id: &[u8]) {
+        debug_assert_eq!(id.len(), W);
+        self.bytes.extend_from_slice(id);
+        if let Some(v) = &mut self.valid {
+            v.push(true);
+        }
+    }
+
+    /// A null for an empty id, else the id.
+    pub fn push_optional(&mut self, id: &[u8]) {
+        if id.is_empty() {
+            let n = self.rows();
+            self.valid.get_or_insert_with(|| vec![true; n]).push(false);
+            self.bytes.resize(self.bytes.len() + W, 0);
+        } else {
+            self.push(id)
+        }
+    }
+
+    pub fn finish(self) -> ArrayRef {
+        let nulls = self.valid.map(Into::into);
+        Arc::new(
+            FixedSizeBinaryArray::try_new(W as i32, self.bytes.into(), nulls)
+                .expect("whole ids by construction"),
+        )
+    }
+}
+
+/// `batch` with its binary id columns as the hex text of `table` (a schema
+/// with the same columns, or the same projection of them); other columns
+/// are shared, not copied.
+pub fn to_table(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(table.fields())
+        .map(|(c, f)| match (c.data_type(), f.data_type()) {
+            (DataType::FixedSizeBinary(_), DataType::Utf8) => hex(c.as_fixed_size_binary()),
+            _ => c.clone(),
+        })
+        .collect();
+    // The row count too: a projection of no columns (`count(*)`) has rows.
+    let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(table.clone(), columns, &rows)
+}
+
+/// Lowercase hex of each id, nulls kept.
+fn hex(ids: &FixedSizeBinaryArray) -> ArrayRef {
+    let width = ids.value_length() as usize;
+    let first = ids.offset() * width;
+    let data = &ids.value_data()[first..first + ids.len() * width];
+    let mut text = vec![0u8; data.len() * 2];
+    ::hex::encode_to_slice(data, &mut text).expect("sized above");
+    let offsets = OffsetBuffer::new(ScalarBuffer::from_iter(
+        (0..=ids.len()).map(|i| (i * 2 * width) as i32),
+    ));
+    // Hex digits only: valid UTF-8.
+    Arc::new(StringArray::new(offsets, text.into(), ids.nulls().cloned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn ids_become_lowercase_hex_with_their_nulls_also_when_sliced() {
+        let mut c = FixedIdCol::<8>::default();
+        c.push(&[0xab; 8]);
+        c.push_optional(&[]);
+        c.push(&[0, 1, 2, 3, 4, 5, 6, 0xff]);
+        let ids = c.finish();
+        let hot = Arc::new(Schema::new(vec![Field::new(
+            "span_id",
+            ids.data_type().clone(),
+            true,
+        )]));
+        let table = Arc::new(Schema::new(vec![Field::new(
+            "span_id",
+            DataType::Utf8,
+            true,
+        )]));
+        let b = RecordBatch::try_new(hot, vec![ids]).unwrap();
+        let text = |b: &RecordBatch| -> Vec<Option<String>> {
+            let t = to_table(b, &table).unwrap();
+            t.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect()
+        };
+        assert_eq!(
+            text(&b),
+            vec![
+                Some("abababababababab".into()),
+                None,
+                Some("00010203040506ff".into())
+            ]
+        );
+        assert_eq!(
+            text(&b.slice(1, 2)),
+            vec![None, Some("00010203040506ff".into())]
+        );
+    }
+}
