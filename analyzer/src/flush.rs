@@ -61,14 +61,8 @@ pub(crate) fn write_group(
         gen,
         arrival_ms,
     );
-    // Span ids as the table's hex text (the hot store holds their bytes).
     let schema = table.schema();
-    let batches = hots
-        .iter()
-        .map(|h| graylens_collector::convert::to_table(&h.batch, &schema))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Internal(format!("ids as text: {e}")))?;
-    let batches: Vec<&RecordBatch> = batches.iter().collect();
+    let batches: Vec<&RecordBatch> = hots.iter().map(|h| &h.batch).collect();
     let bytes = put(cfg, remote, &key, encode(&schema, &batches)?)?;
     Ok(Segment {
         key,
@@ -118,13 +112,16 @@ pub(crate) fn writer_properties(schema: &Schema) -> WriterProperties {
     props.build()
 }
 
-/// Encodes `batches` as one Parquet file in memory.
+/// Encodes `batches` as one Parquet file of the table `schema` in memory;
+/// hot span ids are rendered as the table's hex text one batch at a time.
 pub(crate) fn encode(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(writer_properties(schema)))
         .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
     for b in batches {
-        w.write(b)
+        let b = graylens_collector::convert::to_table(b, schema)
+            .map_err(|e| Error::Internal(format!("ids as text: {e}")))?;
+        w.write(&b)
             .map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
     }
     w.close()

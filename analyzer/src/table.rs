@@ -9,11 +9,13 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
 use datafusion::error::Result;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use graylens_collector::Signal;
 use std::sync::Arc;
 
@@ -64,23 +66,11 @@ impl TableProvider for StoreTable {
             .filter(|g| b.allows_service(g.service.as_deref()) && b.allows_time(g.min_ns, g.max_ns))
             .collect();
         let schema = self.schema();
-        // The hot store holds span ids as bytes: only the projected columns
-        // are taken, and ids among them rendered as the table's hex text.
-        let hot_schema = match projection {
-            Some(p) => Arc::new(schema.project(p)?),
-            None => schema.clone(),
-        };
         let hot: Vec<RecordBatch> = hot
             .iter()
             .filter(|h| b.allows_service(Some(&h.service)) && b.allows_time(h.min_ns, h.max_ns))
-            .map(|h| {
-                let batch = match projection {
-                    Some(p) => h.batch.project(p)?,
-                    None => h.batch.clone(),
-                };
-                Ok(graylens_collector::convert::to_table(&batch, &hot_schema)?)
-            })
-            .collect::<Result<_>>()?;
+            .map(|h| h.batch.clone())
+            .collect();
         let mut inputs = Vec::new();
         if !segments.is_empty() {
             let urls = segments
@@ -97,11 +87,57 @@ impl TableProvider for StoreTable {
         }
         if !hot.is_empty() || inputs.is_empty() {
             // Two partitions so both cores work on a large hot segment.
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema.clone(),
+            };
             let mid = hot.len() / 2;
-            let parts = vec![hot[..mid].to_vec(), hot[mid..].to_vec()];
-            let hot = MemTable::try_new(hot_schema, parts)?;
-            inputs.push(hot.scan(state, None, filters, limit).await?);
+            let parts: Vec<Arc<dyn PartitionStream>> = [&hot[..mid], &hot[mid..]]
+                .into_iter()
+                .map(|batches| {
+                    Arc::new(HotPartition {
+                        schema: projected.clone(),
+                        projection: projection.cloned(),
+                        batches: batches.to_vec(),
+                    }) as _
+                })
+                .collect();
+            let exec = StreamingTableExec::try_new(projected, parts, None, [], false, limit)?;
+            inputs.push(Arc::new(exec));
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+/// One partition of hot batches, read batch by batch: each is projected,
+/// and span ids among its columns rendered as the table's hex text, only
+/// when the query pulls it (so a `LIMIT` stops early and at most one
+/// rendered batch per partition exists at a time).
+#[derive(Debug)]
+struct HotPartition {
+    /// The table's schema, projected.
+    schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    batches: Vec<RecordBatch>,
+}
+
+impl PartitionStream for HotPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (schema, projection) = (self.schema.clone(), self.projection.clone());
+        let batches = self.batches.clone().into_iter().map(move |b| {
+            let b = match &projection {
+                Some(p) => b.project(p)?,
+                None => b,
+            };
+            Ok(graylens_collector::convert::to_table(&b, &schema)?)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(batches),
+        ))
     }
 }

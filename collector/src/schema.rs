@@ -2,7 +2,8 @@
 //!
 //! Ids are lowercase hex strings (`trace_id` 32 chars, `span_id` 16); a root
 //! span's `parent_span_id` is NULL. The hot store holds span ids as bytes
-//! ([`SPANS_HOT`]), rendered as hex where the table is read. Text columns of few distinct values
+//! ([`SPANS_HOT`]), rendered as hex where SQL or Parquet reads the table
+//! (`convert::to_table`); comparisons read the bytes (only null checks). Text columns of few distinct values
 //! (attribution, names, scopes, messages) are `Dictionary(Int32, Utf8)`:
 //! SQL sees strings, memory holds each distinct value once per batch.
 //! Attributes are maps with dictionary-encoded keys and values, queryable as
@@ -47,15 +48,6 @@ impl Signal {
             Signal::Traces => "spans",
             Signal::Metrics => "data points",
             Signal::Logs => "log records",
-        }
-    }
-
-    /// The schema of this table's batches in the hot store: the table's,
-    /// but for the span ids ([`SPANS_HOT`]).
-    pub fn hot_schema(self) -> SchemaRef {
-        match self {
-            Signal::Traces => SPANS_HOT.clone(),
-            s => s.schema(),
         }
     }
 
@@ -133,7 +125,7 @@ pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// [`SPANS`] as the hot store holds it: the ids as their bytes
 /// (`FixedSizeBinary(16)` and `(8)`), rendered as hex by
-/// [`crate::convert::to_table`] wherever the table is read.
+/// [`crate::convert::to_table`] where SQL or Parquet reads the table.
 pub static SPANS_HOT: LazyLock<SchemaRef> = LazyLock::new(|| {
     let fields = SPANS
         .fields()

@@ -102,6 +102,17 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
     assert_eq!(store.stats.hot_bytes.load(Relaxed), 0);
     assert_eq!(limiter.used(), 0);
     assert_eq!(answers(&tables).await, before);
+
+    // Hot rows and Parquet in one scan: ids as the same hex text in both.
+    append(&store, &limiter, &request(5000, 30, "1.0", 1.0, 100));
+    let q =
+        "SELECT count(*), count(DISTINCT trace_id), min(length(span_id)), max(length(span_id)) \
+             FROM spans WHERE trace_id > '0'";
+    let rows = tables.query(q).await.unwrap().rows;
+    assert_eq!(
+        serde_json::json!(rows),
+        serde_json::json!([[18_030, 18_030, 16, 16]])
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! Span ids in memory as their bytes, in tables as hex text.
 //!
 //! SQL and Parquet see `trace_id`, `span_id` and `parent_span_id` as
-//! lowercase hex (DESIGN.md "Tables"). In the hot store a span batch holds
+//! lowercase hex (README "Tables"). In the hot store a span batch holds
 //! them as `FixedSizeBinary(16)` and `(8)`: 32 bytes per span instead of 72
 //! (hex text with its offsets), and no hex encoding on the ingest path.
 //! [`to_table`] renders them as text where a table is read: SQL over hot
-//! batches (only the columns a query projects) and the Parquet flush.
+//! batches (only the columns a query projects, one batch at a time as the
+//! query pulls it) and the Parquet flush (one batch at a time).
+//! Comparisons read hot batches as they are: of the ids they only test
+//! whether `parent_span_id` is null.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, StringArray};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
@@ -26,9 +29,10 @@ impl<const W: usize> FixedIdCol<W> {
         self.bytes.len() / W
     }
 
-    /// An id of exactly `W` bytes (the converter checked its length).
+    /// An id of exactly `W` bytes (the converter checked its length; a
+    /// wrong one would shift every later row, so it is checked again).
     pub fn push(&mut self, id: &[u8]) {
-        debug_assert_eq!(id.len(), W);
+        assert_eq!(id.len(), W, "an id of another length");
         self.bytes.extend_from_slice(id);
         if let Some(v) = &mut self.valid {
             v.push(true);
@@ -59,32 +63,47 @@ impl<const W: usize> FixedIdCol<W> {
 /// with the same columns, or the same projection of them); other columns
 /// are shared, not copied.
 pub fn to_table(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let names = batch.schema_ref().fields().iter().map(|f| f.name());
+    if !names.eq(table.fields().iter().map(|f| f.name())) {
+        return Err(ArrowError::SchemaError(
+            "a batch of other columns than its table".into(),
+        ));
+    }
     let columns = batch
         .columns()
         .iter()
         .zip(table.fields())
         .map(|(c, f)| match (c.data_type(), f.data_type()) {
             (DataType::FixedSizeBinary(_), DataType::Utf8) => hex(c.as_fixed_size_binary()),
-            _ => c.clone(),
+            _ => Ok(c.clone()),
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     // The row count too: a projection of no columns (`count(*)`) has rows.
     let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(table.clone(), columns, &rows)
 }
 
 /// Lowercase hex of each id, nulls kept.
-fn hex(ids: &FixedSizeBinaryArray) -> ArrayRef {
+fn hex(ids: &FixedSizeBinaryArray) -> Result<ArrayRef, ArrowError> {
     let width = ids.value_length() as usize;
-    let first = ids.offset() * width;
-    let data = &ids.value_data()[first..first + ids.len() * width];
+    // A slice's `value_data` starts at its first row.
+    let data = &ids.value_data()[..ids.len() * width];
+    if i32::try_from(data.len() * 2).is_err() {
+        return Err(ArrowError::InvalidArgumentError(
+            "too many ids in one batch for i32 offsets".into(),
+        ));
+    }
     let mut text = vec![0u8; data.len() * 2];
     ::hex::encode_to_slice(data, &mut text).expect("sized above");
     let offsets = OffsetBuffer::new(ScalarBuffer::from_iter(
         (0..=ids.len()).map(|i| (i * 2 * width) as i32),
     ));
-    // Hex digits only: valid UTF-8.
-    Arc::new(StringArray::new(offsets, text.into(), ids.nulls().cloned()))
+    // `StringArray::new` checks the text is UTF-8 (hex digits are).
+    Ok(Arc::new(StringArray::new(
+        offsets,
+        text.into(),
+        ids.nulls().cloned(),
+    )))
 }
 
 #[cfg(test)]
