@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{checkout, comparison_json as comparison, request_at};
+use common::{checkout, comparison_json as comparison, request_in_one_hour as request};
 use graylens_analyzer::compare::{assemble, explain::default_attributes};
 use graylens_analyzer::{compare, Policy, Store, Subscription, Tables};
 use graylens_collector::ingest::convert_request;
@@ -12,21 +12,6 @@ use graylens_collector::{MemoryLimiter, Signal};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-
-/// 2026-05-28T20:26:40Z: every request of these tests falls in one hour,
-/// so all of a version's small batches are one group.
-const T0: u64 = 1_780_000_000_000_000_000;
-
-/// `n` spans of `version` (see `common::request_at`), all in one hour.
-fn request(
-    seed: u64,
-    n: u64,
-    version: &str,
-    slow: f64,
-    err_every: u64,
-) -> ExportTraceServiceRequest {
-    request_at(seed, n, version, slow, err_every, T0 + seed * 1_000_000)
-}
 
 /// Appends `req` as the writer does: each batch with its own reservation.
 fn append(store: &Store, limiter: &Arc<MemoryLimiter>, req: &ExportTraceServiceRequest) {

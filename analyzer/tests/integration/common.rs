@@ -39,6 +39,26 @@ pub fn request(
     request_at(seed, n, version, slow, err_every, t0)
 }
 
+/// [`request`] at a fixed hour (2026-05-28T20:26:40Z + the seed in ms), so
+/// every batch of a test lands in one hour (one flush directory, one group
+/// of small batches).
+pub fn request_in_one_hour(
+    seed: u64,
+    n: u64,
+    version: &str,
+    slow: f64,
+    err_every: u64,
+) -> ExportTraceServiceRequest {
+    request_at(
+        seed,
+        n,
+        version,
+        slow,
+        err_every,
+        1_780_000_000_000_000_000 + seed * 1_000_000,
+    )
+}
+
 /// [`request`] with its spans starting at `t0` (ns).
 pub fn request_at(
     seed: u64,

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{append, kv};
+use common::{append, kv, request_in_one_hour as request};
 use graylens_analyzer::compare::explain::default_attributes;
 use graylens_analyzer::remote::Remote;
 use graylens_analyzer::{compare, Policy, Store, StoreConfig, Subscription, Tables};
@@ -12,25 +12,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The requests here start at a fixed hour, so every batch lands in one
-/// directory (2026-05-28T20:26:40Z + the seed in ms).
-fn request(
-    seed: u64,
-    n: u64,
-    version: &str,
-    slow: f64,
-    err_every: u64,
-) -> ExportTraceServiceRequest {
-    common::request_at(
-        seed,
-        n,
-        version,
-        slow,
-        err_every,
-        1_780_000_000_000_000_000 + seed * 1_000_000,
-    )
-}
 
 /// A store alone over `dir`, keeping everything.
 fn local(dir: &std::path::Path) -> Arc<Store> {
