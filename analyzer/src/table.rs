@@ -66,11 +66,15 @@ impl TableProvider for StoreTable {
             .filter(|g| b.allows_service(g.service.as_deref()) && b.allows_time(g.min_ns, g.max_ns))
             .collect();
         let schema = self.schema();
+        // Only the projected columns of the hot batches are kept (no copy).
         let hot: Vec<RecordBatch> = hot
             .iter()
             .filter(|h| b.allows_service(Some(&h.service)) && b.allows_time(h.min_ns, h.max_ns))
-            .map(|h| h.batch.clone())
-            .collect();
+            .map(|h| match projection {
+                Some(p) => h.batch.project(p),
+                None => Ok(h.batch.clone()),
+            })
+            .collect::<std::result::Result<_, _>>()?;
         let mut inputs = Vec::new();
         if !segments.is_empty() {
             let urls = segments
@@ -97,7 +101,6 @@ impl TableProvider for StoreTable {
                 .map(|batches| {
                     Arc::new(HotPartition {
                         schema: projected.clone(),
-                        projection: projection.cloned(),
                         batches: batches.to_vec(),
                     }) as _
                 })
@@ -109,15 +112,16 @@ impl TableProvider for StoreTable {
     }
 }
 
-/// One partition of hot batches, read batch by batch: each is projected,
-/// and span ids among its columns rendered as the table's hex text, only
-/// when the query pulls it (so a `LIMIT` stops early and at most one
-/// rendered batch per partition exists at a time).
+/// One partition of hot batches (already projected), read batch by batch:
+/// span ids among their columns are rendered as the table's hex text only
+/// when the query pulls the batch (so a `LIMIT` stops early and at most one
+/// rendered batch per partition exists at a time). Unlike a `MemTable`, it
+/// reports no row-count statistics: `count(*)` is counted, and joins keep
+/// their written order.
 #[derive(Debug)]
 struct HotPartition {
     /// The table's schema, projected.
     schema: SchemaRef,
-    projection: Option<Vec<usize>>,
     batches: Vec<RecordBatch>,
 }
 
@@ -127,14 +131,12 @@ impl PartitionStream for HotPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (schema, projection) = (self.schema.clone(), self.projection.clone());
-        let batches = self.batches.clone().into_iter().map(move |b| {
-            let b = match &projection {
-                Some(p) => b.project(p)?,
-                None => b,
-            };
-            Ok(graylens_collector::convert::to_table(&b, &schema)?)
-        });
+        let schema = self.schema.clone();
+        let batches = self
+            .batches
+            .clone()
+            .into_iter()
+            .map(move |b| Ok(graylens_collector::convert::to_table(&b, &schema)?));
         Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             futures::stream::iter(batches),

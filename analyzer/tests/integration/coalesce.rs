@@ -98,6 +98,22 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
         serde_json::json!(rows),
         serde_json::json!([[18_030, 18_030, 16, 16]])
     );
+    // No column (`count(*)`) and a LIMIT, over both.
+    let count = tables
+        .query("SELECT count(*) FROM spans")
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(serde_json::json!(count), serde_json::json!([[18_030]]));
+    let few = tables
+        .query("SELECT span_id, parent_span_id FROM spans LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(few.rows.len(), 3);
+    assert!(few
+        .rows
+        .iter()
+        .all(|r| r[0].as_str().is_some_and(|id| id.len() == 16) && r[1].is_null()));
 }
 
 #[tokio::test]
