@@ -62,7 +62,7 @@ impl Interner {
         k
     }
 
-    pub(crate) fn finish(mut self) -> StringArray {
+    fn finish(mut self) -> StringArray {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
@@ -137,18 +137,26 @@ impl DictBuilder {
     }
 
     pub fn finish(self) -> ArrayRef {
-        let mut values = self.values.finish();
-        if values.is_empty() {
-            // Keys of null rows point at 0: keep one value so they stay in range.
-            values = StringArray::from(vec![""]);
-        }
         let nulls = self.valid.map(NullBuffer::from);
-        let keys = Int32Array::new(ScalarBuffer::from(self.keys), nulls);
         Arc::new(
-            DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))
-                .expect("keys are in range by construction"),
+            dictionary(self.values, self.keys, nulls).expect("keys are in range by construction"),
         )
     }
+}
+
+/// The dictionary column of `keys` into `values`. Keys of null rows point
+/// at 0: a column of nulls only keeps one value so they stay in range.
+pub(crate) fn dictionary(
+    values: Interner,
+    keys: Vec<i32>,
+    nulls: Option<NullBuffer>,
+) -> Result<DictionaryArray<Int32Type>, datafusion::arrow::error::ArrowError> {
+    let mut values = values.finish();
+    if values.is_empty() {
+        values = StringArray::from(vec![""]);
+    }
+    let keys = Int32Array::new(ScalarBuffer::from(keys), nulls);
+    DictionaryArray::try_new(keys, Arc::new(values))
 }
 
 /// `Map<Dictionary(Int32, Utf8), Dictionary(Int32, Utf8)>`: attributes with

@@ -12,10 +12,9 @@
 
 use super::dict::Interner;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBufferBuilder, DictionaryArray, Int32Array, MapArray,
-    StructArray,
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, DictionaryArray, MapArray, StructArray,
 };
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::{DataType, FieldRef, Int32Type, SchemaRef};
 use datafusion::arrow::error::ArrowError;
@@ -86,13 +85,7 @@ fn merge_dictionaries(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>
         );
     }
     let nulls = concat_nulls(parts.iter().map(|a| (a.logical_nulls(), a.len())), rows);
-    let mut values = values.finish();
-    if values.is_empty() {
-        // Keys of null rows point at 0: keep one value so they stay in range.
-        values = datafusion::arrow::array::StringArray::from(vec![""]);
-    }
-    let keys = Int32Array::new(ScalarBuffer::from(keys), nulls);
-    DictionaryArray::try_new(keys, Arc::new(values))
+    super::dict::dictionary(values, keys, nulls)
 }
 
 /// Maps: their entries (keys and values) merged the same way, offsets from
@@ -160,7 +153,7 @@ fn concat_nulls(
 mod tests {
     use super::*;
     use crate::convert::dict::{DictBuilder, MapBuilder};
-    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::{Field, Schema};
 
