@@ -2,8 +2,9 @@
 //!
 //! Ids are lowercase hex strings (`trace_id` 32 chars, `span_id` 16); a root
 //! span's `parent_span_id` is NULL. The hot store holds span ids as bytes
-//! ([`SPANS_HOT`]), rendered as hex where SQL or Parquet reads the table
-//! (`convert::to_table`); comparisons read the bytes (only null checks). Text columns of few distinct values
+//! and each resource's attributes once ([`SPANS_HOT`]), rendered as the
+//! table's columns where SQL or Parquet reads it (`convert::to_table`);
+//! comparisons read them as they are. Text columns of few distinct values
 //! (attribution, names, scopes, messages) are `Dictionary(Int32, Utf8)`:
 //! SQL sees strings, memory holds each distinct value once per batch.
 //! Attributes are maps with dictionary-encoded keys and values, queryable as
@@ -124,7 +125,8 @@ pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// [`SPANS`] as the hot store holds it: the ids as their bytes
-/// (`FixedSizeBinary(16)` and `(8)`), rendered as hex by
+/// (`FixedSizeBinary(16)` and `(8)`) and `resource_attributes` as
+/// `Dictionary(Int32, Map)` (each resource's map once), rendered by
 /// [`crate::convert::to_table`] where SQL or Parquet reads the table.
 pub static SPANS_HOT: LazyLock<SchemaRef> = LazyLock::new(|| {
     let fields = SPANS
@@ -137,6 +139,11 @@ pub static SPANS_HOT: LazyLock<SchemaRef> = LazyLock::new(|| {
                 "parent_span_id",
                 DataType::FixedSizeBinary(8),
                 true,
+            )),
+            "resource_attributes" => Arc::new(Field::new(
+                "resource_attributes",
+                crate::convert::resource_type(),
+                false,
             )),
             _ => f.clone(),
         })

@@ -197,25 +197,39 @@ fn col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b ArrayRef> {
     b.column_by_name(name)
 }
 
-/// An attributes map column: entries of row `r` are `offsets[r]..offsets[r+1]`.
+/// An attributes map column: entries of row `r` are `offsets[m]..offsets[m+1]`,
+/// where `m` is `r`, or the row's key when the maps are the values of a
+/// dictionary (resource attributes in the hot store, one map per resource).
 struct MapView<'a> {
     offsets: &'a [i32],
+    rows: Option<&'a [i32]>,
     keys: Classifier<'a>,
     values: Text<'a>,
 }
 
 impl<'a> MapView<'a> {
     fn of(a: &'a ArrayRef, targets: &[&str]) -> Option<Self> {
-        let m = a.as_map_opt()?;
+        let (m, rows) = match a.as_dictionary_opt::<Int32Type>() {
+            Some(d) => (d.values().as_map_opt()?, Some(&d.keys().values()[..])),
+            None => (a.as_map_opt()?, None),
+        };
         let keys = Text::of(m.keys())?.classify(targets);
         if keys.none() {
             return None;
         }
         Some(MapView {
             offsets: m.value_offsets(),
+            rows,
             keys,
             values: Text::of(m.values())?,
         })
+    }
+
+    /// The entries of row `r`.
+    #[inline(always)]
+    fn entries(&self, r: usize) -> std::ops::Range<usize> {
+        let m = self.rows.map_or(r, |k| k[r] as usize);
+        self.offsets[m] as usize..self.offsets[m + 1] as usize
     }
 }
 
@@ -358,8 +372,7 @@ impl Accumulator {
             let acc = &mut self.sides[s as usize];
             found.iter_mut().for_each(|f| *f = false);
             for m in &maps {
-                let (lo, hi) = (m.offsets[r] as usize, m.offsets[r + 1] as usize);
-                for j in lo..hi {
+                for j in m.entries(r) {
                     let Some(fi) = m.keys.get(j) else { continue };
                     let fi = fi as usize;
                     if !std::mem::replace(&mut found[fi], true) {

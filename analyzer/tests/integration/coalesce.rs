@@ -54,6 +54,14 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
         append(&store, &limiter, &request(seed + 1000, 30, "1.1", 1.3, 12));
     }
     let before = answers(&tables).await;
+    // Three pods per version, from the resource attributes.
+    let pods: std::collections::BTreeSet<String> = before[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pods.len(), 6, "{}", before[1]);
     // Ids as hex text (the hot store holds their bytes); no parents here.
     assert_eq!(before[3], serde_json::json!([[18_000, 0, 32, 16]]));
     let scratch_before = comparison(&compare(&tables, &sel, &policy).await.unwrap());
@@ -87,6 +95,29 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
     assert_eq!(store.stats.hot_bytes.load(Relaxed), 0);
     assert_eq!(limiter.used(), 0);
     assert_eq!(answers(&tables).await, before);
+    // Resource attributes (held once per resource in memory, a map per row
+    // in Parquet) explain the same way from both.
+    assert_eq!(
+        comparison(&compare(&tables, &sel, &policy).await.unwrap()),
+        scratch
+    );
+    let facets = |o: &graylens_analyzer::compare::Observations| {
+        let pods = |s: &graylens_analyzer::compare::Side| {
+            s.facets["k8s.pod.name"]
+                .iter()
+                .map(|(pod, f)| (pod.clone(), f.requests))
+                .collect::<Vec<_>>()
+        };
+        (pods(&o.baseline), pods(&o.canary))
+    };
+    let running = facets(&sub.observations());
+    assert_eq!(running.1.len(), 3, "{running:?}");
+    assert_eq!(running.1[2].0, "1.1-pod-2");
+    let keys = default_attributes();
+    let from_parquet = graylens_analyzer::compare::observe(&tables, &sel, &[], &keys)
+        .await
+        .unwrap();
+    assert_eq!(facets(&from_parquet), running);
 
     // Hot rows and Parquet in one scan: ids as the same hex text in both.
     append(&store, &limiter, &request(5000, 30, "1.0", 1.0, 100));

@@ -235,6 +235,11 @@ impl MapBuilder {
         self.offsets.push(self.keys.len() as i32);
     }
 
+    /// Rows ended so far.
+    pub fn rows(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
     /// Ends a row holding the same entries as the previous resource row:
     /// `entries` pairs of interned keys.
     pub fn row_of(&mut self, entries: &[(i32, Option<i32>)]) {

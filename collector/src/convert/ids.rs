@@ -4,17 +4,13 @@
 //! lowercase hex (README "Tables"). In the hot store a span batch holds
 //! them as `FixedSizeBinary(16)` and `(8)`: 32 bytes per span instead of 72
 //! (hex text with its offsets), and no hex encoding on the ingest path.
-//! [`to_table`] renders them as text where a table is read: SQL over hot
-//! batches (only the columns a query projects, one batch at a time as the
-//! query pulls it) and the Parquet flush (one batch at a time).
-//! Comparisons read hot batches as they are: of the ids they only test
-//! whether `parent_span_id` is null.
+//! [`hex`] renders them as text where a table is read
+//! ([`super::render::to_table`]). Comparisons read hot batches as they are:
+//! of the ids they only test whether `parent_span_id` is null.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, FixedSizeBinaryArray, StringArray};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use std::sync::Arc;
 
 /// A column of ids of `W` bytes; an empty id is null.
@@ -59,32 +55,8 @@ impl<const W: usize> FixedIdCol<W> {
     }
 }
 
-/// `batch` with its binary id columns as the hex text of `table` (a schema
-/// with the same columns, or the same projection of them); other columns
-/// are shared, not copied.
-pub fn to_table(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-    let names = batch.schema_ref().fields().iter().map(|f| f.name());
-    if !names.eq(table.fields().iter().map(|f| f.name())) {
-        return Err(ArrowError::SchemaError(
-            "a batch of other columns than its table".into(),
-        ));
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(table.fields())
-        .map(|(c, f)| match (c.data_type(), f.data_type()) {
-            (DataType::FixedSizeBinary(_), DataType::Utf8) => hex(c.as_fixed_size_binary()),
-            _ => Ok(c.clone()),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // The row count too: a projection of no columns (`count(*)`) has rows.
-    let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(table.clone(), columns, &rows)
-}
-
 /// Lowercase hex of each id, nulls kept.
-fn hex(ids: &FixedSizeBinaryArray) -> Result<ArrayRef, ArrowError> {
+pub(super) fn hex(ids: &FixedSizeBinaryArray) -> Result<ArrayRef, ArrowError> {
     let width = ids.value_length() as usize;
     // A slice's `value_data` starts at its first row.
     let data = &ids.value_data()[..ids.len() * width];
@@ -109,7 +81,7 @@ fn hex(ids: &FixedSizeBinaryArray) -> Result<ArrayRef, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::array::AsArray;
 
     #[test]
     fn ids_become_lowercase_hex_with_their_nulls_also_when_sliced() {
@@ -118,27 +90,16 @@ mod tests {
         c.push_optional(&[]);
         c.push(&[0, 1, 2, 3, 4, 5, 6, 0xff]);
         let ids = c.finish();
-        let hot = Arc::new(Schema::new(vec![Field::new(
-            "span_id",
-            ids.data_type().clone(),
-            true,
-        )]));
-        let table = Arc::new(Schema::new(vec![Field::new(
-            "span_id",
-            DataType::Utf8,
-            true,
-        )]));
-        let b = RecordBatch::try_new(hot, vec![ids]).unwrap();
-        let text = |b: &RecordBatch| -> Vec<Option<String>> {
-            let t = to_table(b, &table).unwrap();
-            t.column(0)
+        let text = |ids: &dyn Array| -> Vec<Option<String>> {
+            hex(ids.as_fixed_size_binary())
+                .unwrap()
                 .as_string::<i32>()
                 .iter()
                 .map(|s| s.map(str::to_string))
                 .collect()
         };
         assert_eq!(
-            text(&b),
+            text(&ids),
             vec![
                 Some("abababababababab".into()),
                 None,
@@ -146,7 +107,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            text(&b.slice(1, 2)),
+            text(&ids.slice(1, 2)),
             vec![None, Some("00010203040506ff".into())]
         );
     }

@@ -44,8 +44,32 @@ fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
             Ok(Arc::new(merge_dictionaries(parts)?))
         }
         Some(DataType::Map(field, ordered)) => merge_maps(parts, field, *ordered),
+        Some(DataType::Dictionary(k, v))
+            if **k == DataType::Int32 && matches!(**v, DataType::Map(..)) =>
+        {
+            Ok(Arc::new(merge_resources(parts)?))
+        }
         _ => concat(parts),
     }
+}
+
+/// Dictionaries of maps (resource attributes): the parts' maps merged like
+/// map columns, each row's key moved past the maps of the parts before it,
+/// then equal maps kept once.
+fn merge_resources(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>, ArrowError> {
+    let dicts: Vec<&DictionaryArray<Int32Type>> = parts
+        .iter()
+        .map(|a| a.as_dictionary::<Int32Type>())
+        .collect();
+    let values: Vec<&dyn Array> = dicts.iter().map(|d| d.values().as_ref()).collect();
+    let maps = merge_arrays(&values)?;
+    let mut keys = Vec::with_capacity(parts.iter().map(|a| a.len()).sum());
+    let mut base = 0i32;
+    for d in &dicts {
+        keys.extend(d.keys().values().iter().map(|&k| base + k));
+        base += d.values().len() as i32;
+    }
+    super::resources::dedup(keys, maps)
 }
 
 /// One dictionary of the distinct values; each row's key points at its
@@ -193,24 +217,28 @@ mod tests {
         let n = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
         (0..b.num_rows())
             .map(|r| {
-                let e = m.value(r);
-                let keys = cast(e.column(0), &DataType::Utf8).unwrap();
-                let vals = cast(e.column(1), &DataType::Utf8).unwrap();
-                let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
-                let entries: Vec<String> = (0..e.len())
-                    .map(|i| {
-                        format!(
-                            "{}={:?}",
-                            keys.value(i),
-                            vals.is_valid(i).then(|| vals.value(i))
-                        )
-                    })
-                    .collect();
                 format!(
                     "{:?} {:?} {:?}",
                     t.is_valid(r).then(|| t.value(r)),
-                    entries,
+                    entries(m, r),
                     n.is_valid(r).then(|| n.value(r))
+                )
+            })
+            .collect()
+    }
+
+    /// Row `r` of a map as `key=value` texts.
+    fn entries(m: &MapArray, r: usize) -> Vec<String> {
+        let e = m.value(r);
+        let keys = cast(e.column(0), &DataType::Utf8).unwrap();
+        let vals = cast(e.column(1), &DataType::Utf8).unwrap();
+        let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
+        (0..e.len())
+            .map(|i| {
+                format!(
+                    "{}={:?}",
+                    keys.value(i),
+                    vals.is_valid(i).then(|| vals.value(i))
                 )
             })
             .collect()
@@ -287,5 +315,52 @@ mod tests {
         let merged = merge_arrays(&parts.iter().map(|a| a.as_ref()).collect::<Vec<_>>()).unwrap();
         assert_eq!(merged.null_count(), 2);
         merged.to_data().validate_full().unwrap();
+    }
+
+    /// Resource attributes as the hot store holds them: rows of three
+    /// resources in runs of ten, each resource's map written once per part.
+    fn resources(first: usize, rows: usize) -> ArrayRef {
+        let (mut maps, mut seen, mut keys) = (MapBuilder::default(), Vec::new(), Vec::new());
+        for r in first..first + rows {
+            let id = (r / 10) % 3;
+            let key = match seen.iter().position(|&s| s == id) {
+                Some(k) => k,
+                None => {
+                    maps.entry("host", Some(&format!("h{id}")));
+                    maps.entry("pod", (id != 2).then(|| format!("p{id}")).as_deref());
+                    maps.end_row();
+                    seen.push(id);
+                    seen.len() - 1
+                }
+            };
+            keys.push(key as i32);
+        }
+        Arc::new(
+            DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), maps.finish()).unwrap(),
+        )
+    }
+
+    fn resource_rows(a: &ArrayRef) -> Vec<Vec<String>> {
+        let m = crate::convert::resources::expand(a.as_ref()).unwrap();
+        let m = m.as_map();
+        (0..m.len()).map(|r| entries(m, r)).collect()
+    }
+
+    #[test]
+    fn resources_merge_to_one_map_each() {
+        let mut parts: Vec<ArrayRef> = (0..40).map(|i| resources(i * 25, 25)).collect();
+        parts.push(resources(1_000, 40).slice(5, 30));
+        parts.push(resources(1_040, 0));
+        let held: usize = parts.iter().map(dictionary_values).sum();
+        assert!(held > 80, "{held} maps before");
+        let merged = merge_arrays(&parts.iter().map(|a| a.as_ref()).collect::<Vec<_>>()).unwrap();
+        merged.to_data().validate_full().unwrap();
+        assert_eq!(dictionary_values(&merged), 3);
+        let expected: Vec<Vec<String>> = parts.iter().flat_map(resource_rows).collect();
+        assert_eq!(expected.len(), 1_030);
+        assert_eq!(resource_rows(&merged), expected);
+        // Row 1,034 of the sliced part, and a resource without a pod.
+        assert_eq!(expected[1_029], ["host=Some(\"h1\")", "pod=Some(\"p1\")"]);
+        assert!(expected.contains(&vec!["host=Some(\"h2\")".into(), "pod=None".into()]));
     }
 }

@@ -14,14 +14,17 @@ mod ids;
 mod logs;
 mod merge;
 mod metrics;
+mod render;
+mod resources;
 mod spans;
 mod tight;
 
 pub use columns::{Ctx, MAX_IDENTITY_BYTES};
-pub use ids::to_table;
 pub use logs::logs_from_protobuf;
 pub use merge::merge;
 pub use metrics::metrics_to_batches;
+pub use render::to_table;
+pub use resources::resource_type;
 pub use spans::spans_from_protobuf;
 
 use datafusion::arrow::record_batch::RecordBatch;

@@ -14,6 +14,7 @@ use super::columns::{
 use super::dict::DictBuilder;
 use super::envelope::{each_child, read_resource, read_scope, Envelope};
 use super::ids::FixedIdCol;
+use super::resources::ResourceCol;
 use super::{Converted, Rejections};
 use crate::attribution::Attrs;
 use crate::schema::SPANS_HOT;
@@ -44,7 +45,7 @@ pub(crate) struct SpanCols {
     scope: DictBuilder,
     exception: DictBuilder,
     attrs: AttrsCol,
-    res_attrs: AttrsCol,
+    res_attrs: ResourceCol,
 }
 
 impl Columns for SpanCols {
@@ -243,7 +244,7 @@ impl<'c, 'a> Walk<'c, 'a> {
         c.exception
             .push_option(s.exception.map(|e| truncate(e, max, cuts)));
         c.attrs.push_wire(attrs, max, cuts);
-        c.res_attrs.push_resource(res);
+        c.res_attrs.push(res);
         Ok(())
     }
 }

@@ -208,12 +208,29 @@ fn one_batch_per_service_with_resource_values_stored_once() {
         .unwrap()
         .as_dictionary::<datafusion::arrow::datatypes::Int32Type>();
     assert_eq!(svc.values().len(), 1, "one value for 100 rows");
-    let res_attrs = a.column_by_name("resource_attributes").unwrap().as_map();
-    let keys = res_attrs
+    // Held once per resource (the two "a" resources of the request).
+    let held = a
+        .column_by_name("resource_attributes")
+        .unwrap()
+        .as_dictionary::<datafusion::arrow::datatypes::Int32Type>();
+    assert_eq!(held.values().len(), 2, "a map per resource, not per row");
+    let held_keys: Vec<i32> = held.keys().values().to_vec();
+    assert_eq!(held_keys, [vec![0; 50], vec![1; 50]].concat());
+    let maps = held.values().as_map();
+    let keys = maps
         .keys()
         .as_dictionary::<datafusion::arrow::datatypes::Int32Type>();
     assert_eq!(keys.values().len(), 2, "resource keys interned once");
-    assert_eq!(res_attrs.value_length(0), 2);
+    // As SQL sees it: a map per row.
+    let table = crate::convert::to_table(a, &crate::schema::SPANS).unwrap();
+    let res_attrs = table
+        .column_by_name("resource_attributes")
+        .unwrap()
+        .as_map();
+    assert_eq!(res_attrs.len(), 100);
+    assert!((0..100).all(|r| res_attrs.value_length(r) == 2));
+    let svc = cast(&res_attrs.value(99).column(1).clone(), &DataType::Utf8).unwrap();
+    assert!(svc.as_string::<i32>().iter().any(|v| v == Some("a")));
 }
 
 #[test]

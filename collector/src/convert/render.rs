@@ -1,0 +1,43 @@
+//! Hot batches as their tables see them.
+//!
+//! The hot store holds some span columns in a cheaper form than the table's
+//! (see [`crate::schema::SPANS_HOT`]): ids as their bytes ([`super::ids`])
+//! and resource attributes once per resource ([`super::resources`]).
+//! [`to_table`] renders them where a table is read: SQL over hot batches
+//! (only the columns a query projects, one batch at a time as the query
+//! pulls it) and the Parquet flush (one batch at a time).
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+
+/// `batch` with its binary id columns as the hex text of `table` and its
+/// resource dictionary as a map per row (`table`: a schema with the same
+/// columns, or the same projection of them); other columns are shared, not
+/// copied.
+pub fn to_table(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let names = batch.schema_ref().fields().iter().map(|f| f.name());
+    if !names.eq(table.fields().iter().map(|f| f.name())) {
+        return Err(ArrowError::SchemaError(
+            "a batch of other columns than its table".into(),
+        ));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(table.fields())
+        .map(|(c, f)| match (c.data_type(), f.data_type()) {
+            (DataType::FixedSizeBinary(_), DataType::Utf8) => {
+                super::ids::hex(c.as_fixed_size_binary())
+            }
+            (DataType::Dictionary(_, v), DataType::Map(..)) if matches!(**v, DataType::Map(..)) => {
+                super::resources::expand(c.as_ref())
+            }
+            _ => Ok(c.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The row count too: a projection of no columns (`count(*)`) has rows.
+    let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(table.clone(), columns, &rows)
+}
