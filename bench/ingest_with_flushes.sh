@@ -21,6 +21,6 @@ for B in "${BINS[@]}"; do
   "$LOADGEN" loadgen --server-pid "$PID" --grpc "$GRPC" --http "$HTTP" --requests "$REQ" \
     | grep -E "payload|decode|end to end"
   kill "$PID"; wait "$PID" || true
-  echo "flushes:"; grep "flushed to Parquet" "$WORK/server.log" | sed "s/.*rows=/  rows=/"
+  echo "flushes:"; { grep "flushed to Parquet" "$WORK/server.log" || echo "  none"; } | sed "s/.*rows=/  rows=/"
   trap - EXIT; rm -rf "$WORK"
 done

@@ -113,14 +113,15 @@ pub(crate) fn writer_properties(schema: &Schema) -> WriterProperties {
 }
 
 /// Encodes `batches` as one Parquet file of the table `schema` in memory;
-/// hot span ids are rendered as the table's hex text one batch at a time.
+/// hot span batches are rendered as the table's columns (ids as hex text,
+/// a resource map per row) one batch at a time.
 pub(crate) fn encode(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(writer_properties(schema)))
         .map_err(|e| Error::Internal(format!("parquet writer: {e}")))?;
     for b in batches {
         let b = graylens_collector::convert::to_table(b, schema)
-            .map_err(|e| Error::Internal(format!("ids as text: {e}")))?;
+            .map_err(|e| Error::Internal(format!("hot span columns as the table's: {e}")))?;
         w.write(&b)
             .map_err(|e| Error::Internal(format!("parquet write: {e}")))?;
     }

@@ -115,8 +115,9 @@ impl StoreConfig {
 pub(crate) struct Hot {
     /// Order of arrival within its table (for incremental comparisons).
     pub seq: u64,
-    /// Of the table's columns; span ids as bytes (`schema::SPANS_HOT`),
-    /// rendered as text by `convert::to_table` where SQL or Parquet reads.
+    /// Of the table's columns; span ids as bytes and resource attributes
+    /// once per resource (`schema::SPANS_HOT`), rendered as the table's by
+    /// `convert::to_table` where SQL or Parquet reads.
     pub batch: RecordBatch,
     pub service: Arc<str>,
     pub min_ns: i64,

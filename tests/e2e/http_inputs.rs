@@ -102,7 +102,7 @@ fn json_mapping_gzip_and_bad_inputs() {
     let traces = format!("{}/v1/traces", s.otlp_http);
 
     // The server runs without transparent huge pages (src/main.rs
-    // `no_huge_pages`); kernels before 6.x do not report the flag.
+    // `no_huge_pages`); kernels before 5.0 do not report the flag.
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
     match status.lines().find(|l| l.starts_with("THP_enabled:")) {
         Some(line) => assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}"),

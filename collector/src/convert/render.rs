@@ -31,7 +31,9 @@ pub fn to_table(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch, A
             (DataType::FixedSizeBinary(_), DataType::Utf8) => {
                 super::ids::hex(c.as_fixed_size_binary())
             }
-            (DataType::Dictionary(_, v), DataType::Map(..)) if matches!(**v, DataType::Map(..)) => {
+            (DataType::Dictionary(k, v), DataType::Map(..))
+                if **k == DataType::Int32 && matches!(**v, DataType::Map(..)) =>
+            {
                 super::resources::expand(c.as_ref())
             }
             _ => Ok(c.clone()),
