@@ -214,8 +214,24 @@ fn main() {
     }
     let only = text("--only").unwrap_or_default();
     let at = arg("--at", 0);
+    // The policy as run: the default, or the default with the flags given.
+    let changed: Vec<String> = [
+        "--k",
+        "--margin-lat",
+        "--margin-err",
+        "--err-tol",
+        "--err-abs",
+    ]
+    .into_iter()
+    .filter_map(|flag| text(flag).map(|v| format!("{flag} {v}")))
+    .collect();
+    let policy_text = if changed.is_empty() {
+        "default policy".to_string()
+    } else {
+        format!("default policy with {}", changed.join(", "))
+    };
     println!(
-        "seed {seed}; a verdict every {tick} s for up to {horizon} s; default policy; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
+        "seed {seed}; a verdict every {tick} s for up to {horizon} s; {policy_text}; lognormal latency (median 20 ms, sigma 0.5) rounded to ms; 1% errors\n"
     );
     println!("| scenario | rps | canary share | runs | runs failed (95% Clopper–Pearson) | median time to fail | p90 time to fail | runs reaching pass (before any fail) | median time to pass | naive peeking: runs failed |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
