@@ -114,8 +114,9 @@ impl TableProvider for StoreTable {
 
 /// One partition of hot batches (already projected), read batch by batch:
 /// span ids and resource attributes among their columns are rendered as
-/// the table's (hex text, a map per row) only when the query pulls the batch (so a `LIMIT` stops early and at most one
-/// rendered batch per partition exists at a time). Unlike a `MemTable`, it
+/// the table's (hex text, a map per row) only when the query pulls the
+/// batch (so a `LIMIT` stops early and at most one rendered batch per
+/// partition exists at a time). Unlike a `MemTable`, it
 /// reports no row-count statistics: `count(*)` is counted, and joins keep
 /// their written order.
 #[derive(Debug)]
