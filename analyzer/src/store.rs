@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::remote::Remote;
 use crate::segment::{self, Segment};
 use crate::wal;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::TimestampNanosecondType;
 use graylens_collector::schema::{Signal, TIME_COLUMN};
 use graylens_collector::Reservation;
 use serde::Deserialize;
@@ -225,13 +225,9 @@ pub fn batch_service(b: &RecordBatch) -> String {
     if b.num_rows() == 0 {
         return String::new();
     }
-    match col.data_type() {
-        DataType::Dictionary(_, _) => {
-            let d = col.as_dictionary::<datafusion::arrow::datatypes::Int32Type>();
-            let k = d.keys().value(0) as usize;
-            d.values().as_string::<i32>().value(k).to_string()
-        }
-        _ => col.as_string::<i32>().value(0).to_string(),
+    match graylens_collector::convert::keys::Keys::of(col.as_ref()) {
+        Some((keys, values)) => values.as_string::<i32>().value(keys.key(0)).to_string(),
+        None => col.as_string::<i32>().value(0).to_string(),
     }
 }
 

@@ -17,10 +17,9 @@ use super::explain::{count_signature, facet_entry, log_signature, Facet};
 use super::observe::{Observations, Side, Traffic};
 use super::selector::Selector;
 use crate::histogram::{key_of_ln, LogHistogram};
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray,
-};
-use datafusion::arrow::datatypes::{DataType, Int32Type, TimestampNanosecondType};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
+use graylens_collector::convert::{ints::Ints, keys::Keys};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -105,18 +104,19 @@ pub struct Accumulator {
     facet_keys: Arc<[String]>,
 }
 
-/// A text column as stored (dictionary) or as a legacy file gives it (plain).
+/// A text column as stored (dictionary, with keys of any width the hot
+/// store writes) or as a legacy file gives it (plain).
 enum Text<'a> {
-    Dict(&'a Int32Array, &'a StringArray),
+    Dict(Keys<'a>, &'a StringArray),
     Plain(&'a StringArray),
 }
 
 impl<'a> Text<'a> {
     fn of(a: &'a ArrayRef) -> Option<Self> {
         match a.data_type() {
-            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
-                let d = a.as_dictionary::<Int32Type>();
-                Some(Text::Dict(d.keys(), d.values().as_string::<i32>()))
+            DataType::Dictionary(_, v) if **v == DataType::Utf8 => {
+                let (keys, values) = Keys::of(a.as_ref())?;
+                Some(Text::Dict(keys, values.as_string::<i32>()))
             }
             DataType::Utf8 => Some(Text::Plain(a.as_string::<i32>())),
             _ => None,
@@ -127,13 +127,7 @@ impl<'a> Text<'a> {
     #[inline(always)]
     fn str(&self, row: usize) -> &'a str {
         match *self {
-            Text::Dict(keys, values) => {
-                if keys.is_null(row) {
-                    ""
-                } else {
-                    values.value(keys.value(row) as usize)
-                }
-            }
+            Text::Dict(keys, values) => keys.get(row).map_or("", |k| values.value(k)),
             Text::Plain(a) => {
                 if a.is_null(row) {
                     ""
@@ -163,7 +157,7 @@ impl<'a> Text<'a> {
 }
 
 enum Classifier<'a> {
-    Dict(&'a Int32Array, Vec<Option<u8>>),
+    Dict(Keys<'a>, Vec<Option<u8>>),
     Plain(&'a StringArray, Vec<String>),
 }
 
@@ -179,12 +173,7 @@ impl Classifier<'_> {
     #[inline(always)]
     fn get(&self, row: usize) -> Option<u8> {
         match self {
-            Classifier::Dict(keys, t) => {
-                if keys.is_null(row) {
-                    return None;
-                }
-                t.get(keys.value(row) as usize).copied().flatten()
-            }
+            Classifier::Dict(keys, t) => t.get(keys.get(row)?).copied().flatten(),
             Classifier::Plain(a, targets) => {
                 let v = if a.is_null(row) { "" } else { a.value(row) };
                 targets.iter().position(|t| t == v).map(|i| i as u8)
@@ -202,15 +191,15 @@ fn col<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b ArrayRef> {
 /// dictionary (resource attributes in the hot store, one map per resource).
 struct MapView<'a> {
     offsets: &'a [i32],
-    rows: Option<&'a [i32]>,
+    rows: Option<Keys<'a>>,
     keys: Classifier<'a>,
     values: Text<'a>,
 }
 
 impl<'a> MapView<'a> {
     fn of(a: &'a ArrayRef, targets: &[&str]) -> Option<Self> {
-        let (m, rows) = match a.as_dictionary_opt::<Int32Type>() {
-            Some(d) => (d.values().as_map_opt()?, Some(&d.keys().values()[..])),
+        let (m, rows) = match Keys::of(a.as_ref()) {
+            Some((rows, maps)) => (maps.as_map_opt()?, Some(rows)),
             None => (a.as_map_opt()?, None),
         };
         let keys = Text::of(m.keys())?.classify(targets);
@@ -228,7 +217,7 @@ impl<'a> MapView<'a> {
     /// The entries of row `r`.
     #[inline(always)]
     fn entries(&self, r: usize) -> std::ops::Range<usize> {
-        let m = self.rows.map_or(r, |k| k[r] as usize);
+        let m = self.rows.map_or(r, |k| k.key(r));
         self.offsets[m] as usize..self.offsets[m + 1] as usize
     }
 }
@@ -298,7 +287,9 @@ impl Accumulator {
         };
         let time = time.as_primitive::<TimestampNanosecondType>();
         let dur: &Int64Array = dur.as_primitive();
-        let kind: &Int32Array = kind.as_primitive();
+        let Some(kind) = Ints::of(kind.as_ref()) else {
+            return;
+        };
         // Not nullable; the bits, read without a call per row.
         let err = err.as_boolean().values();
         // Operation of each dictionary value, resolved once per batch.
@@ -332,11 +323,7 @@ impl Accumulator {
             }
             let slot = match &name {
                 Text::Dict(keys, values) => {
-                    let key = if keys.is_null(r) {
-                        0
-                    } else {
-                        keys.value(r) as usize
-                    };
+                    let key = keys.get(r).unwrap_or(0);
                     let entry = dict_ops.get_mut(key);
                     match entry {
                         Some(Some(pair)) => pair[s as usize],
@@ -406,7 +393,9 @@ impl Accumulator {
             return;
         };
         let time = time.as_primitive::<TimestampNanosecondType>();
-        let sev: &Int32Array = sev.as_primitive();
+        let Some(sev) = Ints::of(sev.as_ref()) else {
+            return;
+        };
         let body = col(b, "body").and_then(Text::of);
         for r in 0..b.num_rows() {
             if svc.get(r).is_none() || !self.in_window(time.value(r)) {

@@ -75,8 +75,10 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
     let (bytes_after, used_after) = (store.stats.hot_bytes.load(Relaxed), limiter.used());
     // The parts' reservations went back with them.
     assert_eq!(bytes_after, used_after);
+    // One dictionary per column, keys and small integers narrowed: 46% of
+    // the parts' bytes with 4-byte keys, 33% now.
     assert!(
-        bytes_after * 10 < bytes_before * 7,
+        bytes_after * 5 < bytes_before * 2,
         "{bytes_before} -> {bytes_after} bytes"
     );
     assert_eq!(store.hot_rows(Signal::Traces), 18_000);

@@ -9,6 +9,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Int32Type};
+use datafusion::arrow::error::ArrowError;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -69,6 +70,16 @@ impl Interner {
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
         // Every value came from a &str, so the buffer is valid UTF-8.
         StringArray::new(offsets, self.bytes.into(), None)
+    }
+
+    /// The values, at least one (`""` when none was interned).
+    fn finish_some(self) -> StringArray {
+        let values = self.finish();
+        if values.is_empty() {
+            StringArray::from(vec![""])
+        } else {
+            values
+        }
     }
 
     #[cfg(test)]
@@ -150,13 +161,19 @@ pub(crate) fn dictionary(
     values: Interner,
     keys: Vec<i32>,
     nulls: Option<NullBuffer>,
-) -> Result<DictionaryArray<Int32Type>, datafusion::arrow::error::ArrowError> {
-    let mut values = values.finish();
-    if values.is_empty() {
-        values = StringArray::from(vec![""]);
-    }
+) -> Result<DictionaryArray<Int32Type>, ArrowError> {
     let keys = Int32Array::new(ScalarBuffer::from(keys), nulls);
-    DictionaryArray::try_new(keys, Arc::new(values))
+    DictionaryArray::try_new(keys, Arc::new(values.finish_some()))
+}
+
+/// [`dictionary`] with the narrowest keys its values allow
+/// ([`super::keys::narrow`]).
+pub(crate) fn narrow_dictionary(
+    values: Interner,
+    keys: Vec<i32>,
+    nulls: Option<NullBuffer>,
+) -> Result<ArrayRef, ArrowError> {
+    super::keys::narrow(keys, nulls, Arc::new(values.finish_some()))
 }
 
 /// `Map<Dictionary(Int32, Utf8), Dictionary(Int32, Utf8)>`: attributes with

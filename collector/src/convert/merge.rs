@@ -4,24 +4,28 @@
 //! small requests leaves many small batches in the hot store, and each
 //! holds its own copy of every distinct value (service, version, attribute
 //! keys and values) and its own array structures. The hot store merges them
-//! ([`merge`]): each `Dictionary(Int32, Utf8)` column, at the top level or
-//! inside an attribute map, gets one dictionary holding each distinct value
-//! once (Arrow's `concat` keeps every input's dictionary while they are
-//! smaller than the rows); other columns are concatenated by Arrow. Rows
-//! keep their order and their values.
+//! ([`merge`]): each dictionary column of text, at the top level or inside
+//! an attribute map, gets one dictionary holding each distinct value once
+//! (Arrow's `concat` keeps every input's dictionary while they are smaller
+//! than the rows), with keys as narrow as that dictionary allows
+//! ([`super::keys`]); integer columns are as narrow as their values allow
+//! ([`super::ints`]); other columns are concatenated by Arrow. Rows keep
+//! their order and their values.
 
 use super::dict::Interner;
+use super::keys::{is_key_type, Keys};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBufferBuilder, DictionaryArray, MapArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, MapArray, StructArray,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::{DataType, FieldRef, Int32Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Fields, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
-/// The rows of `batches` (each of `schema`), in order, as one batch.
+/// The rows of `batches` (each of `schema`'s columns), in order, as one
+/// batch. Its dictionary columns may have other key types than the parts'.
 pub fn merge(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<RecordBatch, ArrowError> {
     let columns = (0..schema.fields().len())
         .map(|i| {
@@ -29,26 +33,45 @@ pub fn merge(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<RecordBatch
             merge_arrays(&parts)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    super::tight::batch(schema.clone(), columns)
+    let fields = with_types(schema.fields(), &columns);
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    super::tight::batch(schema, columns)
+}
+
+/// `fields` with the types of `columns`.
+fn with_types(fields: &Fields, columns: &[ArrayRef]) -> Fields {
+    fields
+        .iter()
+        .zip(columns)
+        .map(|(f, c)| {
+            if f.data_type() == c.data_type() {
+                f.clone()
+            } else {
+                Arc::new(f.as_ref().clone().with_data_type(c.data_type().clone()))
+            }
+        })
+        .collect()
+}
+
+/// Whether `a` is a dictionary of text without null values.
+fn is_text_dictionary(a: &dyn Array) -> bool {
+    Keys::of(a).is_some_and(|(_, v)| *v.data_type() == DataType::Utf8 && v.null_count() == 0)
 }
 
 fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
     match parts.first().map(|a| a.data_type()) {
         Some(DataType::Dictionary(k, v))
-            if **k == DataType::Int32
+            if is_key_type(k)
                 && **v == DataType::Utf8
-                && parts
-                    .iter()
-                    .all(|a| a.as_dictionary::<Int32Type>().values().null_count() == 0) =>
+                && parts.iter().all(|a| is_text_dictionary(*a)) =>
         {
-            Ok(Arc::new(merge_dictionaries(parts)?))
+            merge_dictionaries(parts)
         }
         Some(DataType::Map(field, ordered)) => merge_maps(parts, field, *ordered),
-        Some(DataType::Dictionary(k, v))
-            if **k == DataType::Int32 && matches!(**v, DataType::Map(..)) =>
-        {
-            Ok(Arc::new(merge_resources(parts)?))
+        Some(DataType::Dictionary(k, v)) if is_key_type(k) && matches!(**v, DataType::Map(..)) => {
+            merge_resources(parts)
         }
+        Some(t) if super::ints::is_int(t) => super::ints::merge(parts),
         _ => concat(parts),
     }
 }
@@ -56,18 +79,25 @@ fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
 /// Dictionaries of maps (resource attributes): the parts' maps merged like
 /// map columns, each row's key moved past the maps of the parts before it,
 /// then equal maps kept once.
-fn merge_resources(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>, ArrowError> {
-    let dicts: Vec<&DictionaryArray<Int32Type>> = parts
+fn merge_resources(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
+    let dicts = parts
         .iter()
-        .map(|a| a.as_dictionary::<Int32Type>())
-        .collect();
-    let values: Vec<&dyn Array> = dicts.iter().map(|d| d.values().as_ref()).collect();
+        .map(|a| {
+            Keys::of(*a).ok_or_else(|| {
+                ArrowError::InvalidArgumentError(format!(
+                    "resource attributes of type {} among dictionaries",
+                    a.data_type()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let values: Vec<&dyn Array> = dicts.iter().map(|(_, v)| v.as_ref()).collect();
     let maps = merge_arrays(&values)?;
     let mut keys = Vec::with_capacity(parts.iter().map(|a| a.len()).sum());
     let mut base = 0i32;
-    for d in &dicts {
-        keys.extend(d.keys().values().iter().map(|&k| base + k));
-        base += d.values().len() as i32;
+    for (k, v) in &dicts {
+        keys.extend(k.iter().map(|k| base + k as i32));
+        base += v.len() as i32;
     }
     super::resources::dedup(keys, maps)
 }
@@ -75,17 +105,15 @@ fn merge_resources(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>, A
 /// One dictionary of the distinct values; each row's key points at its
 /// value there. Only the values are hashed, not the rows. Refused when the
 /// values could pass the 2 GiB that `i32` offsets address.
-fn merge_dictionaries(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>, ArrowError> {
-    let bytes: usize = parts
+fn merge_dictionaries(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
+    let dicts: Vec<_> = parts
         .iter()
         .map(|a| {
-            a.as_dictionary::<Int32Type>()
-                .values()
-                .as_string::<i32>()
-                .values()
-                .len()
+            let (k, v) = Keys::of(*a).expect("checked by the caller");
+            (k, v.as_string::<i32>())
         })
-        .sum();
+        .collect();
+    let bytes: usize = dicts.iter().map(|(_, v)| v.values().len()).sum();
     if bytes > i32::MAX as usize {
         return Err(ArrowError::InvalidArgumentError(format!(
             "{bytes} bytes of dictionary values would overflow i32 offsets"
@@ -95,21 +123,14 @@ fn merge_dictionaries(parts: &[&dyn Array]) -> Result<DictionaryArray<Int32Type>
     let mut values = Interner::default();
     let mut keys = Vec::with_capacity(rows);
     let mut renumber = Vec::new();
-    for a in parts {
-        let d = a.as_dictionary::<Int32Type>();
-        let old = d.values().as_string::<i32>();
+    for (k, old) in &dicts {
         renumber.clear();
         renumber.extend(old.iter().map(|v| values.intern(v.unwrap_or_default())));
         // A null row's key may point anywhere: it becomes 0.
-        keys.extend(
-            d.keys()
-                .values()
-                .iter()
-                .map(|&k| renumber.get(k as usize).copied().unwrap_or(0)),
-        );
+        keys.extend(k.iter().map(|k| renumber.get(k).copied().unwrap_or(0)));
     }
     let nulls = concat_nulls(parts.iter().map(|a| (a.logical_nulls(), a.len())), rows);
-    super::dict::dictionary(values, keys, nulls)
+    super::dict::narrow_dictionary(values, keys, nulls)
 }
 
 /// Maps: their entries (keys and values) merged the same way, offsets from
@@ -129,13 +150,19 @@ fn merge_maps(
             m.entries().slice(first, last - first)
         })
         .collect();
-    let fields = entries[0].fields().clone();
-    let columns = (0..fields.len())
+    let columns = (0..entries[0].num_columns())
         .map(|i| {
             let parts: Vec<&dyn Array> = entries.iter().map(|e| e.column(i).as_ref()).collect();
             merge_arrays(&parts)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let fields = with_types(entries[0].fields(), &columns);
+    let field = Arc::new(
+        field
+            .as_ref()
+            .clone()
+            .with_data_type(DataType::Struct(fields.clone())),
+    );
     let n: usize = entries.iter().map(|e| e.len()).sum();
     let entry_nulls = concat_nulls(entries.iter().map(|e| (e.nulls().cloned(), e.len())), n);
     let entries = StructArray::try_new(fields, columns, entry_nulls)?;
@@ -144,11 +171,7 @@ fn merge_maps(
     let rows = parts.iter().map(|a| a.len()).sum();
     let nulls = concat_nulls(maps.iter().map(|m| (m.nulls().cloned(), m.len())), rows);
     Ok(Arc::new(MapArray::try_new(
-        field.clone(),
-        offsets,
-        entries,
-        nulls,
-        ordered,
+        field, offsets, entries, nulls, ordered,
     )?))
 }
 
@@ -177,8 +200,9 @@ fn concat_nulls(
 mod tests {
     use super::*;
     use crate::convert::dict::{DictBuilder, MapBuilder};
-    use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
+    use datafusion::arrow::array::{DictionaryArray, Int32Array, Int64Array, StringArray};
     use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::Int32Type;
     use datafusion::arrow::datatypes::{Field, Schema};
 
     /// A batch of `rows` rows: a text column (every seventh null), an
@@ -245,7 +269,44 @@ mod tests {
     }
 
     fn dictionary_values(a: &ArrayRef) -> usize {
-        a.as_dictionary::<Int32Type>().values().len()
+        Keys::of(a.as_ref()).unwrap().1.len()
+    }
+
+    fn key_type(a: &ArrayRef) -> DataType {
+        match a.data_type() {
+            DataType::Dictionary(k, _) => k.as_ref().clone(),
+            t => panic!("{t} is not a dictionary"),
+        }
+    }
+
+    #[test]
+    fn keys_are_as_narrow_as_each_merged_dictionary_and_render_as_the_table() {
+        let parts: Vec<RecordBatch> = (0..40).map(|i| part(i * 50, 50)).collect();
+        let refs: Vec<&RecordBatch> = parts.iter().collect();
+        let merged = merge(&schema(), &refs).unwrap();
+        assert_eq!(key_type(merged.column(0)), DataType::UInt8);
+        assert_eq!(
+            merged.schema().field(0).data_type(),
+            merged.column(0).data_type()
+        );
+        // 300 distinct values need two bytes per key.
+        let mut many = DictBuilder::default();
+        for r in 0..600 {
+            many.push(&format!("op{}", r % 300));
+        }
+        let many = many.finish();
+        let two = merge_arrays(&[many.as_ref(), merged.column(0).as_ref()]).unwrap();
+        assert_eq!(key_type(&two), DataType::UInt16);
+        assert_eq!(dictionary_values(&two), 300);
+        two.to_data().validate_full().unwrap();
+        // A merged batch merges again with batches of Int32 keys.
+        let again = merge(&merged.schema(), &[&merged, &parts[3]]).unwrap();
+        let expected: Vec<String> = parts.iter().chain([&parts[3]]).flat_map(rows).collect();
+        assert_eq!(rows(&again), expected);
+        // As the table's types: the same rows.
+        let table = crate::convert::to_table(&again, &schema()).unwrap();
+        assert_eq!(table.schema(), schema());
+        assert_eq!(rows(&table), expected);
     }
 
     #[test]

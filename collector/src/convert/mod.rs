@@ -11,6 +11,8 @@ mod columns;
 pub mod dict;
 mod envelope;
 mod ids;
+pub mod ints;
+pub mod keys;
 mod logs;
 mod merge;
 mod metrics;

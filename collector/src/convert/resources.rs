@@ -12,6 +12,7 @@
 
 use super::columns::ResourceView;
 use super::dict::{map_type, MapBuilder};
+use super::keys::Keys;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, MapArray, UInt32Array,
 };
@@ -68,14 +69,18 @@ impl ResourceCol {
 /// entries are gathered in one `take` (Arrow's `take` of a map extends row
 /// by row, about 3x slower here).
 pub(super) fn expand(column: &dyn Array) -> Result<ArrayRef, ArrowError> {
-    let d = column.as_dictionary::<Int32Type>();
-    let maps = d.values().as_map();
+    let (keys, maps) = Keys::of(column).ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!(
+            "resource attributes of type {}",
+            column.data_type()
+        ))
+    })?;
+    let maps = maps.as_map();
     let o = maps.value_offsets();
-    let mut offsets = Vec::with_capacity(d.len() + 1);
+    let mut offsets = Vec::with_capacity(keys.len() + 1);
     offsets.push(0i32);
     let mut entries: Vec<u32> = Vec::new();
-    for &k in d.keys().values().iter() {
-        let k = k as usize;
+    for k in keys.iter() {
         entries.extend(o[k] as u32..o[k + 1] as u32);
         offsets.push(i32::try_from(entries.len()).map_err(|_| {
             ArrowError::InvalidArgumentError(
@@ -98,24 +103,21 @@ pub(super) fn expand(column: &dyn Array) -> Result<ArrayRef, ArrowError> {
 
 /// `values` (a map per resource, keys and values interned in one
 /// dictionary each, as a merge leaves them) with equal maps kept once, and
-/// `keys` renumbered to match: a merge of a service's small batches would
+/// `keys` renumbered to match (as narrow as the maps allow,
+/// [`super::keys::narrow`]): a merge of a service's small batches would
 /// otherwise hold its few resources once per part.
-pub(super) fn dedup(
-    keys: Vec<i32>,
-    values: ArrayRef,
-) -> Result<DictionaryArray<Int32Type>, ArrowError> {
+pub(super) fn dedup(keys: Vec<i32>, values: ArrayRef) -> Result<ArrayRef, ArrowError> {
     let maps = values.as_map();
     let entries = maps.entries();
-    let (k, v) = (
-        entries.column(0).as_dictionary::<Int32Type>(),
-        entries.column(1).as_dictionary::<Int32Type>(),
-    );
+    let interned = |c: usize| {
+        Keys::of(entries.column(c).as_ref())
+            .map(|(k, _)| k)
+            .ok_or_else(|| ArrowError::InvalidArgumentError("resource maps of plain text".into()))
+    };
+    let (k, v) = (interned(0)?, interned(1)?);
     // Each map as its entries' interned (key, value) pairs; a null value
     // is -1 (interned indices are not negative).
-    let pair = |i: usize| {
-        let value = if v.is_null(i) { -1 } else { v.keys().value(i) };
-        (k.keys().value(i), value)
-    };
+    let pair = |i: usize| (k.key(i) as i32, v.get(i).map_or(-1, |v| v as i32));
     let mut first: HashMap<Vec<(i32, i32)>, i32> = HashMap::new();
     // The maps kept, by their index in `values`.
     let mut unique: Vec<u32> = Vec::new();
@@ -132,6 +134,6 @@ pub(super) fn dedup(
         })
         .collect();
     let values = take(values.as_ref(), &UInt32Array::from(unique), None)?;
-    let keys = Int32Array::from_iter_values(keys.into_iter().map(|k| renumber[k as usize]));
-    DictionaryArray::try_new(keys, values)
+    let keys = keys.into_iter().map(|k| renumber[k as usize]).collect();
+    super::keys::narrow(keys, None, values)
 }
