@@ -61,6 +61,10 @@ pub struct LoadgenArgs {
     /// hour apart (0: all now).
     #[arg(long, default_value_t = 0)]
     pub spread_hours: u32,
+    /// Requests with their own random values (ids, client addresses, cart
+    /// sizes, latencies), sent in turn; 1 sends the same request every time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub distinct_requests: u64,
     /// Requests in flight (per node).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,

@@ -64,7 +64,8 @@ struct Node {
 
 /// The nodes of `args`, each with its part of every variant of the request:
 /// one variant, or with `--spread-hours H`, one per quarter hour of the last
-/// H hours (request `i` ends `i mod 4H` quarter hours ago).
+/// H hours (request `i` ends `i mod 4H` quarter hours ago); each of them
+/// `--distinct-requests` times with other random values.
 fn nodes(args: &LoadgenArgs) -> anyhow::Result<Vec<Node>> {
     let n = args.grpc.len();
     if args.http.len() != n
@@ -84,18 +85,20 @@ fn nodes(args: &LoadgenArgs) -> anyhow::Result<Vec<Node>> {
     let now = now_ns()?;
     let quarters = (args.spread_hours * 4).max(1) as u64;
     let mut out: Vec<Node> = Vec::new();
-    for q in 0..quarters {
+    // Variant v * quarters + q: request i keeps its quarter i mod quarters.
+    let variants = (0..args.distinct_requests).flat_map(|v| (0..quarters).map(move |q| (v, q)));
+    for (v, q) in variants {
         let end = now - q * 15 * 60 * 1_000_000_000;
         let req = payload::payload(
             args.resources,
             args.spans_per_request,
-            7 + q,
+            7 + q + 1_000_000 * v,
             args.services,
             end,
         );
         for (k, (part, services)) in payload::split(&req, n).into_iter().enumerate() {
             let bytes = part.encode_to_vec();
-            if q == 0 {
+            if out.len() == k {
                 out.push(Node {
                     grpc: args.grpc[k].clone(),
                     http: args.http[k].clone(),
@@ -137,6 +140,12 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         println!(
             "time: requests spread over the last {} h, a quarter hour apart",
             args.spread_hours
+        );
+    }
+    if args.distinct_requests > 1 {
+        println!(
+            "values: {} requests with their own random values, sent in turn",
+            args.distinct_requests
         );
     }
 
