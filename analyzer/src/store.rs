@@ -116,8 +116,9 @@ pub(crate) struct Hot {
     /// Order of arrival within its table (for incremental comparisons).
     pub seq: u64,
     /// Of the table's columns; span ids as bytes and resource attributes
-    /// once per resource (`schema::SPANS_HOT`), rendered as the table's by
-    /// `convert::to_table` where SQL or Parquet reads.
+    /// once per resource (`schema::SPANS_HOT`), and once merged narrower
+    /// keys and integers and attributes as columns, rendered as the table's
+    /// by `convert::to_table` where SQL or Parquet reads.
     pub batch: RecordBatch,
     pub service: Arc<str>,
     pub min_ns: i64,

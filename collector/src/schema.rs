@@ -127,7 +127,10 @@ pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// [`SPANS`] as the hot store holds it: the ids as their bytes
 /// (`FixedSizeBinary(16)` and `(8)`) and `resource_attributes` as
 /// `Dictionary(Int32, Map)` (each resource's map once), rendered by
-/// [`crate::convert::to_table`] where SQL or Parquet reads the table.
+/// [`crate::convert::to_table`] where SQL or Parquet reads the table. Merged
+/// batches (of any table) may hold narrower types than these: dictionary keys
+/// ([`crate::convert::keys`]), small integers ([`crate::convert::ints`]) and
+/// attributes as a column per key ([`crate::convert::uniform`]).
 pub static SPANS_HOT: LazyLock<SchemaRef> = LazyLock::new(|| {
     let fields = SPANS
         .fields()

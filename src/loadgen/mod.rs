@@ -84,6 +84,13 @@ fn nodes(args: &LoadgenArgs) -> anyhow::Result<Vec<Node>> {
     }
     let now = now_ns()?;
     let quarters = (args.spread_hours * 4).max(1) as u64;
+    if args.distinct_requests * quarters > 4096 {
+        bail!(
+            "--distinct-requests {} over {quarters} quarter hours would build {} requests up front; at most 4096",
+            args.distinct_requests,
+            args.distinct_requests * quarters
+        );
+    }
     let mut out: Vec<Node> = Vec::new();
     // Variant v * quarters + q: request i keeps its quarter i mod quarters.
     let variants = (0..args.distinct_requests).flat_map(|v| (0..quarters).map(move |q| (v, q)));

@@ -19,7 +19,7 @@ use super::selector::Selector;
 use crate::histogram::{key_of_ln, LogHistogram};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
-use graylens_collector::convert::{ints::Ints, keys::Keys};
+use graylens_collector::convert::{ints::Ints, keys::Keys, uniform};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -222,6 +222,56 @@ impl<'a> MapView<'a> {
     }
 }
 
+/// The explained attributes of an attributes column: read from its entries
+/// (a map, or a dictionary of maps), or from its columns when the hot store
+/// holds it as a column per key (`graylens_collector::convert::uniform`).
+enum Attrs<'a> {
+    Map(MapView<'a>),
+    /// Per explained attribute present, its index and its column.
+    Columns(Vec<(usize, Text<'a>)>),
+}
+
+impl<'a> Attrs<'a> {
+    fn of(a: &'a ArrayRef, targets: &[&str]) -> Option<Self> {
+        let Some(s) = a
+            .as_struct_opt()
+            .filter(|_| uniform::is_columns(a.data_type()))
+        else {
+            return MapView::of(a, targets).map(Attrs::Map);
+        };
+        let columns: Vec<(usize, Text<'a>)> = s
+            .fields()
+            .iter()
+            .zip(s.columns())
+            .filter_map(|(f, c)| {
+                let i = targets.iter().position(|t| t == f.name())?;
+                Some((i, Text::of(c)?))
+            })
+            .collect();
+        (!columns.is_empty()).then_some(Attrs::Columns(columns))
+    }
+
+    /// Calls `f` with the index and value of each explained attribute of row
+    /// `r`, in the row's order.
+    #[inline(always)]
+    fn each(&self, r: usize, mut f: impl FnMut(usize, &'a str)) {
+        match self {
+            Attrs::Map(m) => {
+                for j in m.entries(r) {
+                    if let Some(i) = m.keys.get(j) {
+                        f(i as usize, m.values.str(j));
+                    }
+                }
+            }
+            Attrs::Columns(columns) => {
+                for (i, c) in columns {
+                    f(*i, c.str(r));
+                }
+            }
+        }
+    }
+}
+
 impl Accumulator {
     /// An accumulator counting the default explained attributes.
     pub fn new(sel: &Selector) -> Self {
@@ -302,9 +352,9 @@ impl Accumulator {
         let mut local: Vec<OpAcc> = Vec::new();
         let mut plain_ops: HashMap<(u8, String), usize> = HashMap::new();
         let keys: Vec<&str> = self.facet_keys.iter().map(String::as_str).collect();
-        let maps: Vec<MapView> = ["attributes", "resource_attributes"]
+        let maps: Vec<Attrs> = ["attributes", "resource_attributes"]
             .into_iter()
-            .filter_map(|c| MapView::of(col(b, c)?, &keys))
+            .filter_map(|c| Attrs::of(col(b, c)?, &keys))
             .collect();
         let exception = col(b, "exception_type").and_then(Text::of);
         let exception_facet = keys.iter().position(|k| *k == "exception.type");
@@ -359,13 +409,11 @@ impl Accumulator {
             let acc = &mut self.sides[s as usize];
             found.iter_mut().for_each(|f| *f = false);
             for m in &maps {
-                for j in m.entries(r) {
-                    let Some(fi) = m.keys.get(j) else { continue };
-                    let fi = fi as usize;
+                m.each(r, |fi, value| {
                     if !std::mem::replace(&mut found[fi], true) {
-                        facet_add(&mut acc.facets[fi], m.values.str(j), v, ln, e);
+                        facet_add(&mut acc.facets[fi], value, v, ln, e);
                     }
-                }
+                });
             }
             if let Some(x) = &exception {
                 let t = x.str(r);

@@ -75,8 +75,9 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
     let (bytes_after, used_after) = (store.stats.hot_bytes.load(Relaxed), limiter.used());
     // The parts' reservations went back with them.
     assert_eq!(bytes_after, used_after);
-    // One dictionary per column, keys and small integers narrowed: 46% of
-    // the parts' bytes with 4-byte keys, 33% now.
+    // One dictionary per column: 46% of the parts' bytes with 4-byte keys,
+    // 33% with keys and small integers narrowed, 32% with the attributes
+    // (the same keys in every span) as a column per key.
     assert!(
         bytes_after * 5 < bytes_before * 2,
         "{bytes_before} -> {bytes_after} bytes"
@@ -92,6 +93,30 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
         scratch
     );
     assert_eq!(sub.observations().baseline.total.requests, 9_000);
+    // Pods from resource attributes, routes from span attributes (held as a
+    // column per key once merged: every span here has the same keys).
+    let facets = |o: &graylens_analyzer::compare::Observations| {
+        let values = |s: &graylens_analyzer::compare::Side| {
+            ["http.route", "k8s.pod.name"]
+                .iter()
+                .flat_map(|k| {
+                    s.facets[*k]
+                        .iter()
+                        .map(move |(v, f)| (format!("{k}={v}"), f.requests))
+                })
+                .collect::<Vec<_>>()
+        };
+        (values(&o.baseline), values(&o.canary))
+    };
+    let keys = default_attributes();
+    let from_merged = graylens_analyzer::compare::observe(&tables, &sel, &[], &keys)
+        .await
+        .unwrap();
+    assert_eq!(facets(&from_merged), facets(&sub.observations()));
+    assert_eq!(
+        facets(&from_merged).0[0],
+        ("http.route=/cart".into(), 4_500)
+    );
 
     store.flush_now().unwrap();
     assert_eq!(store.stats.hot_bytes.load(Relaxed), 0);
@@ -103,19 +128,9 @@ async fn merged_small_batches_give_the_same_answers_in_less_memory() {
         comparison(&compare(&tables, &sel, &policy).await.unwrap()),
         scratch
     );
-    let facets = |o: &graylens_analyzer::compare::Observations| {
-        let pods = |s: &graylens_analyzer::compare::Side| {
-            s.facets["k8s.pod.name"]
-                .iter()
-                .map(|(pod, f)| (pod.clone(), f.requests))
-                .collect::<Vec<_>>()
-        };
-        (pods(&o.baseline), pods(&o.canary))
-    };
     let running = facets(&sub.observations());
-    assert_eq!(running.1.len(), 3, "{running:?}");
-    assert_eq!(running.1[2].0, "1.1-pod-2");
-    let keys = default_attributes();
+    assert_eq!(running.1.len(), 5, "{running:?}");
+    assert_eq!(running.1[4].0, "k8s.pod.name=1.1-pod-2");
     let from_parquet = graylens_analyzer::compare::observe(&tables, &sel, &[], &keys)
         .await
         .unwrap();

@@ -193,7 +193,7 @@ pub fn map_type() -> DataType {
     )
 }
 
-fn entries_fields() -> Fields {
+pub(super) fn entries_fields() -> Fields {
     Fields::from(vec![
         Field::new("keys", dict_type(), false),
         Field::new("values", dict_type(), true),

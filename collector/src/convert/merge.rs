@@ -9,13 +9,14 @@
 //! (Arrow's `concat` keeps every input's dictionary while they are smaller
 //! than the rows), with keys as narrow as that dictionary allows
 //! ([`super::keys`]); integer columns are as narrow as their values allow
-//! ([`super::ints`]); other columns are concatenated by Arrow. Rows keep
-//! their order and their values.
+//! ([`super::ints`]); other columns are concatenated by Arrow. A merged
+//! attribute map whose rows all have the same keys becomes a column per key
+//! ([`super::uniform`]). Rows keep their order and their values.
 
 use super::dict::Interner;
 use super::keys::{is_key_type, Keys};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBufferBuilder, MapArray, StructArray,
+    make_array, Array, ArrayRef, AsArray, BooleanBufferBuilder, MapArray, StructArray,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::concat;
@@ -30,9 +31,14 @@ pub fn merge(schema: &SchemaRef, batches: &[&RecordBatch]) -> Result<RecordBatch
     let columns = (0..schema.fields().len())
         .map(|i| {
             let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-            merge_arrays(&parts)
+            let merged = merge_arrays(&parts)?;
+            // Attribute maps whose rows share their keys: a column per key.
+            Ok(merged
+                .as_map_opt()
+                .and_then(super::uniform::columns)
+                .unwrap_or(merged))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ArrowError>>()?;
     let fields = with_types(schema.fields(), &columns);
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     super::tight::batch(schema, columns)
@@ -59,6 +65,23 @@ fn is_text_dictionary(a: &dyn Array) -> bool {
 }
 
 fn merge_arrays(parts: &[&dyn Array]) -> Result<ArrayRef, ArrowError> {
+    if parts
+        .iter()
+        .any(|a| super::uniform::is_columns(a.data_type()))
+    {
+        // Attributes held as a column per key merge as the maps they are.
+        let maps = parts
+            .iter()
+            .map(|a| {
+                if super::uniform::is_columns(a.data_type()) {
+                    super::uniform::to_map(*a)
+                } else {
+                    Ok(make_array(a.to_data()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return merge_arrays(&maps.iter().map(|a| a.as_ref()).collect::<Vec<_>>());
+    }
     match parts.first().map(|a| a.data_type()) {
         Some(DataType::Dictionary(k, v))
             if is_key_type(k)
@@ -350,6 +373,44 @@ mod tests {
                 .unwrap()
                 .get_array_memory_size()
         );
+    }
+
+    /// [`part`] with every row's map holding the keys k0, k1, k2.
+    fn uniform_part(first: usize, rows: usize) -> RecordBatch {
+        let b = part(first, rows);
+        let mut map = MapBuilder::default();
+        for r in first..first + rows {
+            for k in 0..3 {
+                map.entry(
+                    &format!("k{k}"),
+                    (r % 9 != k).then(|| format!("v{}", r % 5)).as_deref(),
+                );
+            }
+            map.end_row();
+        }
+        RecordBatch::try_new(
+            schema(),
+            vec![b.column(0).clone(), map.finish(), b.column(2).clone()],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn maps_of_the_same_keys_merge_to_a_column_per_key_and_back() {
+        let parts: Vec<RecordBatch> = (0..10).map(|i| uniform_part(i * 50, 50)).collect();
+        let refs: Vec<&RecordBatch> = parts.iter().collect();
+        let merged = merge(&schema(), &refs).unwrap();
+        assert!(matches!(merged.column(1).data_type(), DataType::Struct(_)));
+        let expected: Vec<String> = parts.iter().flat_map(rows).collect();
+        let table = crate::convert::to_table(&merged, &schema()).unwrap();
+        assert_eq!(table.schema(), schema());
+        assert_eq!(rows(&table), expected);
+        // With a part whose rows differ, a map again, the same rows.
+        let other = part(500, 30);
+        let again = merge(&merged.schema(), &[&merged, &other]).unwrap();
+        assert!(matches!(again.column(1).data_type(), DataType::Map(..)));
+        let expected: Vec<String> = expected.into_iter().chain(rows(&other)).collect();
+        assert_eq!(rows(&again), expected);
     }
 
     #[test]

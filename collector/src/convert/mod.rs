@@ -20,6 +20,7 @@ mod render;
 mod resources;
 mod spans;
 mod tight;
+pub mod uniform;
 
 pub use columns::{Ctx, MAX_IDENTITY_BYTES};
 pub use logs::logs_from_protobuf;

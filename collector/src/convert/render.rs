@@ -3,7 +3,8 @@
 //! The hot store holds some span columns in a cheaper form than the table's
 //! (see [`crate::schema::SPANS_HOT`]): ids as their bytes ([`super::ids`])
 //! and resource attributes once per resource ([`super::resources`]), and
-//! merged batches' dictionaries with narrow keys ([`super::keys`]).
+//! merged batches' dictionaries with narrow keys ([`super::keys`]) and
+//! attributes as a column per key ([`super::uniform`]).
 //! [`to_table`] renders them where a table is read: SQL over hot batches
 //! (only the columns a query projects, one batch at a time as the query
 //! pulls it) and the Parquet flush (one batch at a time).
@@ -39,6 +40,7 @@ pub fn to_table(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch, A
                 {
                     super::resources::expand(c.as_ref())?
                 }
+                (DataType::Struct(_), DataType::Map(..)) => super::uniform::to_map(c.as_ref())?,
                 _ => c.clone(),
             };
             if c.data_type() == f.data_type() {
