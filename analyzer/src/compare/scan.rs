@@ -17,7 +17,7 @@ use super::explain::{count_signature, facet_entry, log_signature, Facet};
 use super::observe::{Observations, Side, Traffic};
 use super::selector::Selector;
 use crate::histogram::{key_of_ln, LogHistogram};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
 use graylens_collector::convert::{ints::Ints, keys::Keys, uniform};
 use std::collections::{BTreeMap, HashMap};
@@ -336,7 +336,9 @@ impl Accumulator {
             return;
         };
         let time = time.as_primitive::<TimestampNanosecondType>();
-        let dur: &Int64Array = dur.as_primitive();
+        let Some(dur) = Ints::of(dur.as_ref()) else {
+            return;
+        };
         let Some(kind) = Ints::of(kind.as_ref()) else {
             return;
         };
