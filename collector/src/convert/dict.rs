@@ -284,6 +284,26 @@ impl MapBuilder {
     }
 }
 
+/// Row `r` of a map as `key=value` texts, what SQL sees (for tests).
+#[cfg(test)]
+pub(crate) fn row_texts(m: &MapArray, r: usize) -> Vec<String> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::compute::cast;
+    let e = m.value(r);
+    let keys = cast(e.column(0), &DataType::Utf8).unwrap();
+    let vals = cast(e.column(1), &DataType::Utf8).unwrap();
+    let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
+    (0..e.len())
+        .map(|i| {
+            format!(
+                "{}={:?}",
+                keys.value(i),
+                vals.is_valid(i).then(|| vals.value(i))
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,22 +276,7 @@ mod tests {
             .collect()
     }
 
-    /// Row `r` of a map as `key=value` texts.
-    fn entries(m: &MapArray, r: usize) -> Vec<String> {
-        let e = m.value(r);
-        let keys = cast(e.column(0), &DataType::Utf8).unwrap();
-        let vals = cast(e.column(1), &DataType::Utf8).unwrap();
-        let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
-        (0..e.len())
-            .map(|i| {
-                format!(
-                    "{}={:?}",
-                    keys.value(i),
-                    vals.is_valid(i).then(|| vals.value(i))
-                )
-            })
-            .collect()
-    }
+    use crate::convert::dict::row_texts as entries;
 
     fn dictionary_values(a: &ArrayRef) -> usize {
         Keys::of(a.as_ref()).unwrap().1.len()

@@ -198,8 +198,7 @@ pub fn to_map(a: &dyn Array) -> Result<ArrayRef, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::dict::MapBuilder;
-    use datafusion::arrow::compute::cast;
+    use crate::convert::dict::{row_texts, MapBuilder};
 
     /// A row's entries: (key, value).
     type Row = Vec<(&'static str, Option<String>)>;
@@ -218,23 +217,7 @@ mod tests {
 
     /// Each row as `key=value` texts: what SQL sees.
     fn texts(m: &MapArray) -> Vec<Vec<String>> {
-        (0..m.len())
-            .map(|r| {
-                let e = m.value(r);
-                let keys = cast(e.column(0), &DataType::Utf8).unwrap();
-                let vals = cast(e.column(1), &DataType::Utf8).unwrap();
-                let (keys, vals) = (keys.as_string::<i32>(), vals.as_string::<i32>());
-                (0..e.len())
-                    .map(|i| {
-                        format!(
-                            "{}={:?}",
-                            keys.value(i),
-                            vals.is_valid(i).then(|| vals.value(i))
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
+        (0..m.len()).map(|r| row_texts(m, r)).collect()
     }
 
     fn key_type(a: &ArrayRef) -> DataType {
