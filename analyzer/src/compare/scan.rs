@@ -233,10 +233,7 @@ enum Attrs<'a> {
 
 impl<'a> Attrs<'a> {
     fn of(a: &'a ArrayRef, targets: &[&str]) -> Option<Self> {
-        let Some(s) = a
-            .as_struct_opt()
-            .filter(|_| uniform::is_columns(a.data_type()))
-        else {
+        let Some(s) = uniform::as_columns(a.as_ref()) else {
             return MapView::of(a, targets).map(Attrs::Map);
         };
         let columns: Vec<(usize, Text<'a>)> = s

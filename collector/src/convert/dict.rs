@@ -284,6 +284,15 @@ impl MapBuilder {
     }
 }
 
+/// The key type of a dictionary column (for tests).
+#[cfg(test)]
+pub(crate) fn key_type(a: &ArrayRef) -> DataType {
+    match a.data_type() {
+        DataType::Dictionary(k, _) => k.as_ref().clone(),
+        t => panic!("{t} is not a dictionary"),
+    }
+}
+
 /// Row `r` of a map as `key=value` texts, what SQL sees (for tests).
 #[cfg(test)]
 pub(crate) fn row_texts(m: &MapArray, r: usize) -> Vec<String> {

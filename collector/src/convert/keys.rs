@@ -103,15 +103,8 @@ impl<'a> Keys<'a> {
 
     /// Every row's key (null rows included), in order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + 'a {
-        let (u8s, u16s, i32s): (&[u8], &[u16], &[i32]) = match self.width {
-            Width::U8(k) => (k, &[], &[]),
-            Width::U16(k) => (&[], k, &[]),
-            Width::I32(k) => (&[], &[], k),
-        };
-        u8s.iter()
-            .map(|&k| k as usize)
-            .chain(u16s.iter().map(|&k| k as usize))
-            .chain(i32s.iter().map(|&k| k as usize))
+        let keys = *self;
+        (0..keys.len()).map(move |r| keys.key(r))
     }
 }
 

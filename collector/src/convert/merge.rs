@@ -276,17 +276,10 @@ mod tests {
             .collect()
     }
 
-    use crate::convert::dict::row_texts as entries;
+    use crate::convert::dict::{key_type, row_texts as entries};
 
     fn dictionary_values(a: &ArrayRef) -> usize {
         Keys::of(a.as_ref()).unwrap().1.len()
-    }
-
-    fn key_type(a: &ArrayRef) -> DataType {
-        match a.data_type() {
-            DataType::Dictionary(k, _) => k.as_ref().clone(),
-            t => panic!("{t} is not a dictionary"),
-        }
     }
 
     #[test]

@@ -100,6 +100,11 @@ fn one_key(
 static MARK: LazyLock<HashMap<String, String>> =
     LazyLock::new(|| HashMap::from([("graylens.attribute".to_string(), String::new())]));
 
+/// `a` as the struct [`columns`] gives, `None` for anything else.
+pub fn as_columns(a: &dyn Array) -> Option<&StructArray> {
+    a.as_struct_opt().filter(|_| is_columns(a.data_type()))
+}
+
 /// Whether `t` is the type [`columns`] gives.
 pub fn is_columns(t: &DataType) -> bool {
     match t {
@@ -113,12 +118,9 @@ pub fn is_columns(t: &DataType) -> bool {
 /// The table's `Map` (`Map<Dictionary(Int32, Utf8), Dictionary(Int32, Utf8)>`)
 /// of a column per key: each row's entries in the order of the fields.
 pub fn to_map(a: &dyn Array) -> Result<ArrayRef, ArrowError> {
-    let s = a
-        .as_struct_opt()
-        .filter(|_| is_columns(a.data_type()))
-        .ok_or_else(|| {
-            ArrowError::InvalidArgumentError(format!("attributes of type {}", a.data_type()))
-        })?;
+    let s = as_columns(a).ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("attributes of type {}", a.data_type()))
+    })?;
     let (rows, n) = (s.len(), s.num_columns());
     if rows == 0 {
         return Ok(new_empty_array(&map_type()));
@@ -198,7 +200,7 @@ pub fn to_map(a: &dyn Array) -> Result<ArrayRef, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::dict::{row_texts, MapBuilder};
+    use crate::convert::dict::{key_type, row_texts, MapBuilder};
 
     /// A row's entries: (key, value).
     type Row = Vec<(&'static str, Option<String>)>;
@@ -218,13 +220,6 @@ mod tests {
     /// Each row as `key=value` texts: what SQL sees.
     fn texts(m: &MapArray) -> Vec<Vec<String>> {
         (0..m.len()).map(|r| row_texts(m, r)).collect()
-    }
-
-    fn key_type(a: &ArrayRef) -> DataType {
-        match a.data_type() {
-            DataType::Dictionary(k, _) => k.as_ref().clone(),
-            t => panic!("{t} is not a dictionary"),
-        }
     }
 
     /// 600 spans of one instrumentation: a method of two values, a client
