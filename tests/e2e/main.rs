@@ -12,6 +12,7 @@ mod dashboard_auth;
 mod demo;
 mod deploy;
 mod durability;
+mod flagger;
 mod gotools;
 mod harness;
 mod http_inputs;
